@@ -1,0 +1,75 @@
+"""The SPEC's setup-specific latency model, as the solvers use it.
+
+For one model at one option, the profile points (r_k, L_k) give
+
+* the latency `L(r)`: mean TTFT (ms) at load r, interpolated linearly and flat
+  below r_1;
+* the contribution to mean TTFT `H(w)`, piecewise linear in the share w through
+  (0, 0) and (r_k / lam, (r_k / lam) * L_k);
+* the capacity: lam * w <= r_K.
+
+The evaluator (`models/evaluate.py`) recomputes these on its own on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.instance import Curve
+
+CONVEXITY_TOL = 1e-9
+CAPACITY_TOL = 1e-9  # relative; above r_K the option is overloaded and its TTFT unbounded
+
+
+@dataclass(frozen=True)
+class SharePieces:
+    """Breakpoints of H over the shares the option can carry: w in [0, min(1, r_K / lam)]."""
+
+    shares: np.ndarray  # w_0 = 0 < w_1 < ... (dimensionless)
+    contributions: np.ndarray  # H(w_k), ms
+
+    @property
+    def max_share(self) -> float:
+        return float(self.shares[-1])
+
+    @property
+    def slopes(self) -> np.ndarray:
+        """Slope of H on each segment, ms per unit share."""
+        return np.diff(self.contributions) / np.diff(self.shares)
+
+    @property
+    def intercepts(self) -> np.ndarray:
+        """H(w) = slope * w + intercept on each segment."""
+        return self.contributions[:-1] - self.slopes * self.shares[:-1]
+
+    @property
+    def is_convex(self) -> bool:
+        slopes = self.slopes
+        return bool(np.all(np.diff(slopes) >= -CONVEXITY_TOL * np.maximum(1.0, np.abs(slopes[1:]))))
+
+    def contribution(self, share: float) -> float:
+        """H(share) in ms; infinite beyond the option's capacity."""
+        if share > self.max_share * (1 + CAPACITY_TOL):
+            return float("inf")
+        return float(np.interp(share, self.shares, self.contributions))
+
+
+def share_pieces(curve: Curve, arrival_rate_rps: float) -> SharePieces:
+    """H's breakpoints for `curve` at arrival rate lam, cut at share 1 if the option could carry more."""
+    shares = np.concatenate([[0.0], np.asarray(curve.rates_rps) / arrival_rate_rps])
+    contributions = np.concatenate([[0.0], shares[1:] * np.asarray(curve.ttfts_ms)])
+    if shares[-1] > 1.0:
+        keep = shares < 1.0
+        at_one = np.interp(1.0, shares, contributions)
+        shares = np.append(shares[keep], 1.0)
+        contributions = np.append(contributions[keep], at_one)
+    return SharePieces(shares, contributions)
+
+
+def latency_ms(curve: Curve, rate_rps: float) -> float:
+    """L(rate): mean TTFT interpolated between profiled loads, flat below the first, infinite above r_K."""
+    if rate_rps > curve.max_rate_rps * (1 + CAPACITY_TOL):
+        return float("inf")
+    return float(np.interp(rate_rps, curve.rates_rps, curve.ttfts_ms))

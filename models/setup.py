@@ -1,0 +1,141 @@
+"""Setups: an option (or nothing) per model, and shard placements on the GPUs.
+
+A setup assigns each model an `Option` or `None` (not deployed). A placement
+puts a deployed model's `tp` shards on distinct GPUs under memory (3) and
+compute share (4). `find_placement` searches placements exactly;
+`candidate_setups` lists the setups that pass the cluster-wide totals.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from models.instance import Instance, Model, Option
+
+Setup = tuple[Option | None, ...]
+Placement = tuple[tuple[int, ...], ...]  # per model, its GPUs (empty when not deployed)
+
+MEMORY_TOL_GB = 1e-9
+
+
+@dataclass(frozen=True)
+class Shard:
+    """What one shard of a model needs on its GPU."""
+
+    memory_gb: float
+    mps_pct: int
+
+
+def shard_of(model: Model, option: Option) -> Shard:
+    return Shard(model.shard_gb(option.tp), option.mps_pct)
+
+
+def model_choices(instance: Instance, model: Model) -> tuple[Option | None, ...]:
+    """A model's options, with `None` first when it may stay undeployed."""
+    options = instance.options(model)
+    return ((None,) if not model.required else ()) + options
+
+
+def fits_cluster_totals(instance: Instance, setup: Setup) -> bool:
+    """Necessary conditions: total compute share and total memory within the cluster."""
+    compute = sum(o.tp * o.mps_pct for o in setup if o is not None)
+    memory = sum(o.tp * m.shard_gb(o.tp) for m, o in zip(instance.models, setup) if o is not None)
+    return compute <= 100 * instance.gpu_count and memory <= instance.gpu_count * instance.gpu_memory_gb + MEMORY_TOL_GB
+
+
+def candidate_setups(instance: Instance) -> Iterator[Setup]:
+    """Every setup whose totals fit the cluster, in a fixed order (placement not yet checked)."""
+    for setup in itertools.product(*(model_choices(instance, m) for m in instance.models)):
+        if fits_cluster_totals(instance, setup):
+            yield setup
+
+
+def placeable_setups(instance: Instance) -> Iterator[tuple[Setup, Placement]]:
+    """Every setup that can be placed, with one placement, in a fixed order."""
+    for setup in candidate_setups(instance):
+        placement = find_placement(instance, setup)
+        if placement is not None:
+            yield setup, placement
+
+
+def setups_by_cost(instance: Instance, costs: Sequence[Mapping[Option | None, float]]) -> Iterator[Setup]:
+    """Setups with finite total cost whose totals fit the cluster, cheapest first (ties in a fixed order).
+
+    `costs[k]` maps each choice of model k to its cost; the setup's cost is the sum.
+    """
+    choices = [list(c) for c in costs]
+    grids = np.meshgrid(*[np.array(list(c.values()), dtype=float) for c in costs], indexing="ij")
+    total = np.sum(grids, axis=0)
+    for flat in np.argsort(total.ravel(), kind="stable"):
+        index = np.unravel_index(flat, total.shape)
+        if not np.isfinite(total[index]):
+            return
+        setup = tuple(choices[k][index[k]] for k in range(len(choices)))
+        if fits_cluster_totals(instance, setup):
+            yield setup
+
+
+def find_placement(instance: Instance, setup: Setup) -> Placement | None:
+    """An exact search for a placement of every deployed model's shards, or None if there is none.
+
+    Models are placed largest first; GPUs with the same free memory and compute
+    are interchangeable, so only one of each such group is tried per step.
+    """
+    order = sorted(
+        (k for k, o in enumerate(setup) if o is not None),
+        key=lambda k: (-setup[k].tp, -instance.models[k].shard_gb(setup[k].tp), -setup[k].mps_pct, k),
+    )
+    free_memory = [instance.gpu_memory_gb] * instance.gpu_count
+    free_compute = [100] * instance.gpu_count
+    chosen: dict[int, tuple[int, ...]] = {}
+    failed: set[tuple] = set()
+
+    def place(step: int) -> bool:
+        if step == len(order):
+            return True
+        k = order[step]
+        state = (step, tuple(sorted(zip(free_memory, free_compute))))
+        if state in failed:
+            return False
+        shard = shard_of(instance.models[k], setup[k])
+        for gpus in distinct_gpu_sets(free_memory, free_compute, shard, setup[k].tp):
+            for g in gpus:
+                free_memory[g] -= shard.memory_gb
+                free_compute[g] -= shard.mps_pct
+            chosen[k] = gpus
+            if place(step + 1):
+                return True
+            for g in gpus:
+                free_memory[g] += shard.memory_gb
+                free_compute[g] += shard.mps_pct
+        failed.add(state)
+        return False
+
+    if not place(0):
+        return None
+    return tuple(tuple(sorted(chosen.get(k, ()))) for k in range(len(setup)))
+
+
+def distinct_gpu_sets(
+    free_memory: Sequence[float], free_compute: Sequence[int], shard: Shard, tp: int
+) -> Iterator[tuple[int, ...]]:
+    """Sets of `tp` GPUs that can take the shard, one per multiset of GPU states."""
+    fitting = [
+        g
+        for g in range(len(free_memory))
+        if free_memory[g] + MEMORY_TOL_GB >= shard.memory_gb and free_compute[g] >= shard.mps_pct
+    ]
+    seen = set()
+    for gpus in itertools.combinations(fitting, tp):
+        states = tuple(sorted((free_memory[g], free_compute[g]) for g in gpus))
+        if states not in seen:
+            seen.add(states)
+            yield gpus
+
+
+def describe_setup(instance: Instance, setup: Setup) -> str:
+    return ", ".join(f"{m.name}={o if o else '-'}" for m, o in zip(instance.models, setup))

@@ -1,0 +1,97 @@
+"""The one HiGHS wrapper every Pyomo model here is solved with.
+
+It sets the time limit, gaps, tolerances and threads; loads the solution when
+there is one; and turns HiGHS's termination into one of `optimal`,
+`time_limit`, `infeasible`, raising `SolverError` on anything else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pyomo.environ as pyo
+from pyomo.contrib.appsi.base import TerminationCondition
+from pyomo.contrib.appsi.solvers import Highs
+
+DEFAULT_MIP_GAP = 1e-7  # relative; with MIP_ABS_GAP, "optimal" means optimal to better than 1e-6
+MIP_ABS_GAP = 1e-10
+FEASIBILITY_TOL = 1e-9
+
+
+class SolverError(RuntimeError):
+    """HiGHS ended in a way no result can be taken from (error, unbounded, unknown)."""
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """`objective` is the best feasible value found, `bound` the proven bound, `gap` their relative gap."""
+
+    status: str  # optimal | time_limit | infeasible
+    objective: float | None
+    bound: float | None
+    seconds: float
+
+    @property
+    def has_solution(self) -> bool:
+        return self.objective is not None
+
+    @property
+    def gap(self) -> float | None:
+        if self.objective is None or self.bound is None:
+            return None
+        return abs(self.bound - self.objective) / max(abs(self.objective), 1e-12)
+
+
+def make_solver(
+    time_limit: float | None = None,
+    mip_gap: float = DEFAULT_MIP_GAP,
+    threads: int | None = None,
+    tee: bool = False,
+) -> Highs:
+    """A persistent HiGHS interface: re-solving the same model after small changes is incremental."""
+    solver = Highs()
+    solver.config.load_solution = False
+    solver.config.stream_solver = tee
+    solver.config.mip_gap = mip_gap
+    if time_limit is not None:
+        solver.config.time_limit = max(float(time_limit), 0.01)
+    options = {
+        "mip_abs_gap": MIP_ABS_GAP,
+        "mip_feasibility_tolerance": FEASIBILITY_TOL,
+        "primal_feasibility_tolerance": FEASIBILITY_TOL,
+        "dual_feasibility_tolerance": FEASIBILITY_TOL,
+        "random_seed": 0,
+    }
+    if threads is not None:
+        options["threads"] = int(threads)
+    solver.highs_options = options
+    return solver
+
+
+def solve_model(model: pyo.ConcreteModel, solver: Highs | None = None, **options) -> SolveResult:
+    """Solve `model`; load its variable values (and duals into `model.dual` if declared) when solved."""
+    solver = solver or make_solver(**options)
+    start = time.perf_counter()
+    results = solver.solve(model)
+    seconds = time.perf_counter() - start
+    condition = results.termination_condition
+    if condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
+        return SolveResult("infeasible", None, None, seconds)
+    if condition == TerminationCondition.optimal:
+        status = "optimal"
+    elif condition == TerminationCondition.maxTimeLimit:
+        status = "time_limit"
+    else:
+        raise SolverError(f"HiGHS ended with {condition.name}")
+    objective = results.best_feasible_objective
+    if objective is not None:
+        results.solution_loader.load_vars()
+        if isinstance(getattr(model, "dual", None), pyo.Suffix) and not has_integers(model):
+            for constraint, dual in results.solution_loader.get_duals().items():
+                model.dual[constraint] = dual
+    return SolveResult(status, objective, results.best_objective_bound, seconds)
+
+
+def has_integers(model: pyo.ConcreteModel) -> bool:
+    return any(v.is_integer() and not v.fixed for v in model.component_data_objects(pyo.Var, active=True))
