@@ -1,0 +1,271 @@
+"""The independent plan evaluator.
+
+It reads a plan in its JSON form (SPEC section 3) and checks it against the
+instance on its own: it recomputes every number from the profiles and scores
+and shares no code with any solver (it imports only the instance loader's
+data classes). Every violated constraint (1)-(6) of SPEC section 1 is
+returned with its amount.
+
+Quality is the value of the transportation problem at the plan's shares,
+
+    Q(w) = max (1/N) sum_x sum_i s[x,i] y[x,i]
+           s.t. sum_i y[x,i] = 1 (all x),  (1/N) sum_x y[x,i] = w[i] (all i),  y >= 0,
+
+computed exactly through its LP dual, which has one variable per distinct
+score row and one price per model:
+
+    Q(w) = min (1/N) sum_r c_r u_r + sum_i w[i] alpha[i]
+           s.t. u_r + alpha[i] >= s[r,i]  (all distinct rows r, models i),
+
+where c_r counts the prompts with score row r. HiGHS solves it (interior
+point with crossover, which scales far better here than simplex on the primal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import highspy
+import numpy as np
+import pandas as pd
+
+from models.instance import Instance, Option
+
+SHARE_TOL = 1e-6  # absolute, on the sum of shares and on each share
+RELATIVE_TOL = 1e-6  # on capacity (5) and the SLO (6)
+MEMORY_TOL_GB = 1e-6
+REPORT_TOL = 1e-6  # reported quality and mean TTFT against the evaluated ones (relative)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which, where, by how much (in `unit`), and a sentence for people."""
+
+    rule: str
+    where: str
+    amount: float
+    unit: str
+    message: str
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """What the evaluator found. `models` has name, load_rps, ttft_ms, contribution_ms per model."""
+
+    violations: tuple[Violation, ...]
+    models: pd.DataFrame
+    mean_ttft_ms: float
+    quality: float | None
+    prices: tuple[float, ...] | None
+    mismatches: tuple[str, ...] = field(default=())
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+    @property
+    def consistent(self) -> bool:
+        """Feasible, and the plan's own quality and mean TTFT match the evaluated ones."""
+        return self.feasible and not self.mismatches
+
+
+def evaluate_plan(instance: Instance, plan: dict) -> Evaluation:
+    """Check a plan dict against every constraint of the SPEC and recompute its numbers."""
+    violations: list[Violation] = []
+    entries = plan_entries(instance, plan, violations)
+    check_setup(instance, entries, violations)
+    check_placement(instance, entries, violations)
+    shares = check_shares(instance, entries, violations)
+    table = latency_table(instance, entries, shares, violations)
+    mean_ttft = float(table.contribution_ms.sum())
+    excess = mean_ttft - instance.slo_mean_ttft_ms
+    if excess > RELATIVE_TOL * instance.slo_mean_ttft_ms:
+        violations.append(
+            Violation("(6) SLO", "mean TTFT", excess, "ms",
+                      f"mean TTFT {mean_ttft:.3f} ms exceeds the target {instance.slo_mean_ttft_ms:g} ms by {excess:.3f} ms")
+        )
+    quality, prices = None, None
+    if shares is not None:
+        quality, prices = transport_value(instance.scores, shares)
+    return Evaluation(
+        violations=tuple(violations),
+        models=table,
+        mean_ttft_ms=mean_ttft,
+        quality=quality,
+        prices=prices,
+        mismatches=tuple(report_mismatches(plan, quality, mean_ttft)),
+    )
+
+
+# ---------------------------------------------------------------- the plan's entries
+
+
+def plan_entries(instance: Instance, plan: dict, violations: list[Violation]) -> list[dict | None]:
+    """The plan's model entries in the instance's model order (None where one is missing)."""
+    by_name: dict[str, dict] = {}
+    for entry in plan.get("models", []):
+        name = entry.get("name")
+        if name in by_name:
+            violations.append(Violation("plan format", f"model {name}", 1, "entries", f"model '{name}' appears twice"))
+        elif name not in instance.model_names:
+            violations.append(Violation("plan format", f"model {name}", 1, "entries", f"unknown model '{name}'"))
+        by_name[name] = entry
+    entries = []
+    for model in instance.models:
+        entry = by_name.get(model.name)
+        if entry is None:
+            violations.append(Violation("plan format", f"model {model.name}", 1, "entries",
+                                        f"model '{model.name}' has no entry"))
+        entries.append(entry)
+    return entries
+
+
+def deployed_option(entry: dict | None) -> Option | None:
+    if entry is None or not entry.get("deployed"):
+        return None
+    return Option(int(entry["tp"]), int(entry["mps_pct"]))
+
+
+def check_setup(instance: Instance, entries, violations: list[Violation]) -> None:
+    """(1) one profiled option per required model; undeployed models take no GPU and no traffic."""
+    for model, entry in zip(instance.models, entries):
+        option = deployed_option(entry)
+        if option is None:
+            if model.required:
+                violations.append(Violation("(1) deployment", f"model {model.name}", 1, "models",
+                                            f"required model '{model.name}' is not deployed"))
+            if entry is not None and (entry.get("gpus") or float(entry.get("share", 0)) != 0):
+                violations.append(Violation("(1) deployment", f"model {model.name}", 1, "models",
+                                            f"undeployed model '{model.name}' has GPUs or traffic"))
+            continue
+        allowed = option.tp in instance.tp_options and option.mps_pct in instance.mps_options
+        if not allowed or (model.name, option) not in instance.curves:
+            violations.append(Violation("(1) deployment", f"model {model.name}", 1, "options",
+                                        f"model '{model.name}' uses tp={option.tp}, mps_pct={option.mps_pct}, "
+                                        "which has no latency curve in setup_options"))
+
+
+def check_placement(instance: Instance, entries, violations: list[Violation]) -> None:
+    """(2) tp distinct GPUs; (3) memory and (4) compute share on every GPU."""
+    memory = np.zeros(instance.gpu_count)
+    compute = np.zeros(instance.gpu_count)
+    for model, entry in zip(instance.models, entries):
+        option = deployed_option(entry)
+        if option is None:
+            continue
+        gpus = [int(g) for g in entry.get("gpus", [])]
+        valid = [g for g in set(gpus) if 0 <= g < instance.gpu_count]
+        if len(gpus) != option.tp or len(set(gpus)) != len(gpus) or len(valid) != len(gpus):
+            violations.append(Violation("(2) shards", f"model {model.name}", abs(len(valid) - option.tp) or 1, "GPUs",
+                                        f"model '{model.name}' at tp={option.tp} is on GPUs {gpus}: "
+                                        f"needs {option.tp} distinct GPUs in 0..{instance.gpu_count - 1}"))
+        for g in valid:
+            memory[g] += model.weights_gb / option.tp + model.kv_cache_gb
+            compute[g] += option.mps_pct
+    for g in range(instance.gpu_count):
+        if memory[g] > instance.gpu_memory_gb + MEMORY_TOL_GB:
+            over = memory[g] - instance.gpu_memory_gb
+            violations.append(Violation("(3) memory", f"GPU {g}", over, "GB",
+                                        f"GPU {g} holds {memory[g]:.2f} GB of {instance.gpu_memory_gb:g} GB"))
+        if compute[g] > 100:
+            violations.append(Violation("(4) compute share", f"GPU {g}", compute[g] - 100, "percent",
+                                        f"GPU {g} has MPS shares adding up to {compute[g]:g}%"))
+
+
+def check_shares(instance: Instance, entries, violations: list[Violation]) -> np.ndarray | None:
+    """Shares are non-negative and add up to 1; returns them normalized, or None if unusable."""
+    shares = np.array([float(e.get("share", 0)) if e is not None else 0.0 for e in entries])
+    for model, share in zip(instance.models, shares):
+        if not np.isfinite(share) or share < -SHARE_TOL:
+            violations.append(Violation("routing", f"model {model.name}", abs(share), "share",
+                                        f"model '{model.name}' has share {share}"))
+            return None
+    total = shares.sum()
+    if abs(total - 1) > SHARE_TOL:
+        violations.append(Violation("routing", "shares", abs(total - 1), "share",
+                                    f"shares add up to {total:.9f}, not 1"))
+        return None
+    return np.clip(shares, 0, None) / np.clip(shares, 0, None).sum()
+
+
+# ---------------------------------------------------------------- latency
+
+
+def latency_table(instance: Instance, entries, shares, violations: list[Violation]) -> pd.DataFrame:
+    """Per model: load, interpolated TTFT and contribution H to the mean TTFT; capacity (5) checked."""
+    lam = instance.arrival_rate_rps
+    rows = []
+    for k, (model, entry) in enumerate(zip(instance.models, entries)):
+        option = deployed_option(entry)
+        share = 0.0 if shares is None else float(shares[k])
+        curve = instance.curves.get((model.name, option)) if option else None
+        load = lam * share
+        if curve is None:
+            rows.append({"name": model.name, "load_rps": load, "ttft_ms": np.nan,
+                         "contribution_ms": 0.0 if share == 0 else np.inf})
+            continue
+        rates, ttfts = np.array(curve.rates_rps), np.array(curve.ttfts_ms)
+        if load > rates[-1] * (1 + RELATIVE_TOL):
+            violations.append(Violation("(5) capacity", f"model {model.name}", load - rates[-1], "requests/s",
+                                        f"model '{model.name}' gets {load:.3f} requests/s; its option sustains "
+                                        f"{rates[-1]:g}"))
+            rows.append({"name": model.name, "load_rps": load, "ttft_ms": np.inf, "contribution_ms": np.inf})
+            continue
+        knots_w = np.concatenate([[0.0], rates / lam])
+        knots_h = knots_w * np.concatenate([[0.0], ttfts])
+        rows.append({
+            "name": model.name,
+            "load_rps": load,
+            "ttft_ms": float(np.interp(load, rates, ttfts)),
+            "contribution_ms": float(np.interp(share, knots_w, knots_h)),
+        })
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- quality
+
+
+def transport_value(scores: np.ndarray, shares: np.ndarray) -> tuple[float, tuple[float, ...]]:
+    """Q(w) and a set of optimal prices alpha, from the transportation LP's dual (see module doc)."""
+    rows, counts = np.unique(np.asarray(scores, dtype=float), axis=0, return_counts=True)
+    n_rows, n_models = rows.shape
+    n_prompts = counts.sum()
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_rows + n_models  # u_r, then alpha_i
+    lp.num_row_ = n_rows * n_models  # u_r + alpha_i >= s[r, i]
+    lp.col_cost_ = np.concatenate([counts / n_prompts, shares])
+    lp.col_lower_ = np.full(lp.num_col_, -highspy.kHighsInf)
+    lp.col_upper_ = np.full(lp.num_col_, highspy.kHighsInf)
+    lp.row_lower_ = rows.ravel()
+    lp.row_upper_ = np.full(lp.num_row_, highspy.kHighsInf)
+    index = np.empty(2 * lp.num_row_, dtype=np.int32)
+    index[0::2] = np.repeat(np.arange(n_rows), n_models)
+    index[1::2] = n_rows + np.tile(np.arange(n_models), n_rows)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.arange(0, 2 * lp.num_row_ + 1, 2, dtype=np.int32)
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = np.ones(2 * lp.num_row_)
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("solver", "ipm")
+    highs.setOptionValue("random_seed", 0)
+    highs.passModel(lp)
+    highs.run()
+    status = highs.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"evaluator: transportation LP ended with status {highs.modelStatusToString(status)}")
+    alpha = np.array(highs.getSolution().col_value[n_rows:])
+    return float(highs.getInfo().objective_function_value), tuple(alpha - alpha.min())
+
+
+def report_mismatches(plan: dict, quality: float | None, mean_ttft: float) -> list[str]:
+    mismatches = []
+    reported_quality = plan.get("quality")
+    if quality is not None and reported_quality is not None and \
+            abs(reported_quality - quality) > REPORT_TOL * max(1.0, abs(quality)):
+        mismatches.append(f"plan reports quality {reported_quality:.9f}, evaluated {quality:.9f}")
+    reported_ttft = plan.get("mean_ttft_ms")
+    if reported_ttft is not None and np.isfinite(mean_ttft) and \
+            abs(reported_ttft - mean_ttft) > REPORT_TOL * max(1.0, abs(mean_ttft)):
+        mismatches.append(f"plan reports mean TTFT {reported_ttft:.6f} ms, evaluated {mean_ttft:.6f} ms")
+    return mismatches
