@@ -1,0 +1,193 @@
+"""`enumerate`: the brute-force reference for small instances.
+
+Every setup (an option, or nothing for an optional model, per model) is
+tried. Setups whose totals exceed the cluster are skipped, then an exact
+search looks for a shard placement; for each placeable setup the best routing
+is solved exactly by a small MILP over per-prompt fractions:
+
+Data      N prompts merged into rows r with counts c_r; scores s[r,i];
+          breakpoints (W[i,k], HK[i,k]), k = 0..K_i, of model i's TTFT
+          contribution H_i at the setup's option (W[i,0] = HK[i,0] = 0);
+          target tau (ms).
+Variables y[r,i] in [0,1]   fraction of row r's prompts sent to model i
+          lam[i,k] >= 0     convex-combination weights on i's breakpoints
+          seg[i,j] binary   the segment j = 1..K_i that i's share lies on
+Objective max (1/N) sum_{r,i} c_r s[r,i] y[r,i]
+(1) sum_i y[r,i] = 1                                   every prompt is routed
+(2) (1/N) sum_r c_r y[r,i] = sum_k lam[i,k] W[i,k]     share on the curve; capacity (5) is W[i,K_i]
+(3) sum_k lam[i,k] = 1,  sum_j seg[i,j] = 1
+(4) lam[i,k] <= seg[i,k] + seg[i,k+1]                  only the chosen segment's ends (SOS2)
+(5) sum_i sum_k lam[i,k] HK[i,k] <= tau                the SLO (6) of the SPEC
+
+This is deliberately the plainest exact form, independent of `exact`'s.
+The same model with objective min sum_i H_i finds the lowest mean TTFT a
+setup can reach, which explains infeasibility.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+
+from models.instance import Instance
+from models.latency import share_pieces
+from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
+from models.setup import Setup, describe_setup, placeable_setups
+from models.solver import SolveResult, make_solver, solve_model
+
+SLO_MARGIN = 1e-9  # relative: plans keep this much below the target, above the LP's feasibility tolerance
+WORK_LIMIT = 400_000  # setups x rows x models that one minute of solving covers here (see bench/)
+
+
+class TooLarge(ValueError):
+    """The instance is beyond what enumeration does in about a minute."""
+
+
+@dataclass(frozen=True)
+class SetupRouting:
+    """The best routing for one setup: quality, shares and the routing prices from the fixed-segment LP."""
+
+    quality: float
+    shares: tuple[float, ...]
+    prices: tuple[float | None, ...]
+
+
+def merged_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct score rows and how many prompts have each (merging identical prompts is exact)."""
+    return np.unique(scores, axis=0, return_counts=True)
+
+
+def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality") -> pyo.ConcreteModel:
+    """The per-setup routing MILP of the module docstring (objective 'quality' or 'ttft')."""
+    deployed = [k for k, option in enumerate(setup) if option is not None]
+    rows, counts = merged_rows(instance.scores[:, deployed])
+    pieces = {k: share_pieces(instance.curve(instance.models[k], setup[k]), instance.arrival_rate_rps) for k in deployed}
+    n = int(counts.sum())
+
+    m = pyo.ConcreteModel(name=f"enumerate[{describe_setup(instance, setup)}]")
+    m.MODELS = pyo.Set(initialize=deployed, doc="deployed models")
+    m.ROWS = pyo.RangeSet(0, len(counts) - 1, doc="distinct score rows")
+    m.POINTS = pyo.Set(m.MODELS, initialize=lambda m, i: range(len(pieces[i].shares)), doc="breakpoints k")
+    m.SEGMENTS = pyo.Set(m.MODELS, initialize=lambda m, i: range(1, len(pieces[i].shares)), doc="segments j")
+    m.PT = pyo.Set(dimen=2, initialize=[(i, k) for i in deployed for k in range(len(pieces[i].shares))])
+    m.SG = pyo.Set(dimen=2, initialize=[(i, j) for i in deployed for j in range(1, len(pieces[i].shares))])
+    m.count = pyo.Param(m.ROWS, initialize=lambda m, r: int(counts[r]), doc="prompts in row r")
+    m.score = pyo.Param(m.ROWS, m.MODELS, initialize=lambda m, r, i: float(rows[r, deployed.index(i)]),
+                        doc="predicted quality s[r,i]")
+    m.share_at = pyo.Param(m.PT, initialize=lambda m, i, k: float(pieces[i].shares[k]), doc="breakpoint share W")
+    m.ttft_at = pyo.Param(m.PT, initialize=lambda m, i, k: float(pieces[i].contributions[k]),
+                          doc="H at the breakpoint, ms")
+
+    m.y = pyo.Var(m.ROWS, m.MODELS, bounds=(0, 1), doc="fraction of row r sent to model i")
+    m.lam = pyo.Var(m.PT, within=pyo.NonNegativeReals, doc="convex-combination weight")
+    m.seg = pyo.Var(m.SG, within=pyo.Binary, doc="segment holding the share")
+
+    m.share = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.count[r] * m.y[r, i] for r in m.ROWS) / n,
+                             doc="routing share w[i]")
+    m.contribution = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.lam[i, k] * m.ttft_at[i, k] for k in m.POINTS[i]),
+                                    doc="H_i(w[i]), ms")
+
+    @m.Constraint(m.ROWS, doc="(1) every prompt is routed")
+    def routed(m, r):
+        return sum(m.y[r, i] for i in m.MODELS) == 1
+
+    @m.Constraint(m.MODELS, doc="(2) share lies on the curve")
+    def on_curve(m, i):
+        return m.share[i] == sum(m.lam[i, k] * m.share_at[i, k] for k in m.POINTS[i])
+
+    @m.Constraint(m.MODELS, doc="(3) convex combination")
+    def convex(m, i):
+        return sum(m.lam[i, k] for k in m.POINTS[i]) == 1
+
+    @m.Constraint(m.MODELS, doc="(3) one segment")
+    def one_segment(m, i):
+        return sum(m.seg[i, j] for j in m.SEGMENTS[i]) == 1
+
+    @m.Constraint(m.PT, doc="(4) only the chosen segment's end points")
+    def adjacent(m, i, k):
+        return m.lam[i, k] <= sum(m.seg[i, j] for j in (k, k + 1) if j in m.SEGMENTS[i])
+
+    if objective == "quality":
+        @m.Constraint(doc="(5) mean TTFT within the target")
+        def slo(m):
+            return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms * (1 - SLO_MARGIN)
+
+        m.quality = pyo.Objective(
+            expr=sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS) / n,
+            sense=pyo.maximize, doc="mean predicted quality")
+    else:
+        m.mean_ttft = pyo.Objective(expr=sum(m.contribution[i] for i in m.MODELS), sense=pyo.minimize,
+                                    doc="mean TTFT, ms")
+    return m
+
+
+def solve_setup(instance: Instance, setup: Setup, time_limit: float | None) -> tuple[SolveResult, SetupRouting | None]:
+    """Best routing for one setup, with routing prices from the LP whose segments are fixed at the optimum."""
+    m = build_setup_milp(instance, setup)
+    result = solve_model(m, time_limit=time_limit)
+    if not result.has_solution:
+        return result, None
+    for v in m.seg.values():
+        v.fix(round(v.value))
+    pyo.TransformationFactory("core.relax_integer_vars").apply_to(m)
+    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    solve_model(m)
+    shares, prices = [], []
+    for k, option in enumerate(setup):
+        deployed = option is not None
+        shares.append(pyo.value(m.share[k]) if deployed else 0.0)
+        prices.append(m.dual[m.on_curve[k]] if deployed else None)
+    shares = np.clip(shares, 0, None)
+    return result, SetupRouting(pyo.value(m.quality), tuple(shares / shares.sum()), tuple(prices))
+
+
+def lowest_mean_ttft(instance: Instance, setup: Setup) -> float:
+    """The lowest mean TTFT (ms) any routing reaches on `setup`."""
+    m = build_setup_milp(instance, setup, objective="ttft")
+    result = solve_model(m)
+    return result.objective if result.has_solution else float("inf")
+
+
+def check_size(instance: Instance, setups) -> None:
+    rows = len(merged_rows(instance.scores)[1])
+    work = len(setups) * rows * len(instance.models)
+    if work > WORK_LIMIT:
+        raise TooLarge(
+            f"enumerate would solve {len(setups)} setup MILPs over {rows} distinct prompts "
+            f"(work {work:,} > {WORK_LIMIT:,}, about a minute here); use --method exact"
+        )
+
+
+def solve_enumerate(instance: Instance, time_limit: float | None = None) -> Plan:
+    """The best plan over every placeable setup; raises `Infeasible` or `TooLarge`."""
+    start = time.perf_counter()
+    setups = list(placeable_setups(instance))
+    if not setups:
+        raise Infeasible("no setup fits the cluster: the required models' shards cannot all be placed on the GPUs")
+    check_size(instance, setups)
+    best = None
+    timed_out = False
+    for setup, placement in setups:
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
+            timed_out = True
+            break
+        result, routing = solve_setup(instance, setup, remaining)
+        timed_out |= result.status == "time_limit"
+        if routing is not None and (best is None or routing.quality > best[2].quality + 1e-12):
+            best = (setup, placement, routing)
+    seconds = time.perf_counter() - start
+    if best is None:
+        if timed_out:
+            raise NoPlanInTime(f"enumerate: time limit of {time_limit:g} s passed with no plan")
+        lowest = min(lowest_mean_ttft(instance, s) for s, _ in setups)
+        raise Infeasible(f"the lowest mean TTFT any setup reaches is {lowest:.2f} ms, "
+                         f"above the target {instance.slo_mean_ttft_ms:g} ms")
+    setup, placement, routing = best
+    report = SolverReport("time_limit" if timed_out else "optimal", seconds, None if timed_out else 0.0,
+                          None if timed_out else routing.quality)
+    return build_plan(instance, "enumerate", setup, placement, routing.shares, routing.prices, routing.quality, report,
+                      {"setups_evaluated": len(setups)})

@@ -1,0 +1,60 @@
+"""Human-readable tables of plans and comparisons."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from models.evaluate import Evaluation
+from models.plan import Plan
+
+
+def fmt(value, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    if isinstance(value, float) and math.isinf(value):
+        return "overloaded"
+    return format(value, spec)
+
+
+def plan_table(plan: Plan) -> pd.DataFrame:
+    """One row per model: option, GPUs, share, load, TTFT and price, as strings for printing."""
+    rows = []
+    for row in plan.models.itertuples():
+        rows.append({
+            "model": row.name,
+            "option": f"tp{row.tp} mps{row.mps_pct}%" if row.deployed else "not deployed",
+            "GPUs": ",".join(str(g) for g in row.gpus) or "-",
+            "share": fmt(row.share, ".4f"),
+            "load rps": fmt(row.load_rps, ".2f"),
+            "TTFT ms": fmt(row.ttft_ms, ".1f"),
+            "H ms": fmt(row.contribution_ms, ".1f"),
+            "price": fmt(row.price, ".4f"),
+        })
+    return pd.DataFrame(rows)
+
+
+def format_plan(plan: Plan, evaluation: Evaluation) -> str:
+    target = plan.slo_ms
+    met = "met" if plan.slo_met else "BROKEN"
+    lines = [
+        f"{plan.instance} · method {plan.method}",
+        plan_table(plan).to_string(index=False),
+        f"quality {plan.quality:.6f} · mean TTFT {fmt(plan.mean_ttft_ms, '.2f')} ms / target {target:g} ms ({met})"
+        f" · status {plan.solver.status} · {plan.solver.seconds:.2f} s",
+    ]
+    if plan.solver.bound is not None:
+        lines.append(f"bound {plan.solver.bound:.6f} · gap {fmt(plan.solver.gap, '.2e')}")
+    lines.append(evaluation_line(evaluation))
+    return "\n".join(lines)
+
+
+def evaluation_line(evaluation: Evaluation) -> str:
+    quality = fmt(evaluation.quality, ".6f")
+    if evaluation.feasible:
+        head = f"evaluator: every constraint holds; quality {quality}, mean TTFT {evaluation.mean_ttft_ms:.2f} ms"
+    else:
+        broken = "; ".join(f"{v.rule} {v.where}: {v.amount:.4g} {v.unit} over" for v in evaluation.violations)
+        head = f"evaluator: {len(evaluation.violations)} violation(s): {broken}"
+    return head + "".join(f"\nevaluator: {m}" for m in evaluation.mismatches)

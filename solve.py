@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The planner's command line.
+
+    python solve.py INSTANCE_DIR [--method NAME] [--time-limit SECONDS] [--out PLAN.json]
+
+With no instance it solves the default shipped instance with every method and
+prints the comparison. Exit status: 0 a plan was found; 2 bad input or usage;
+3 no feasible plan (or the method's plan breaks the SLO); 4 the time limit
+passed with no plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models.brute_force import TooLarge, solve_enumerate
+from models.evaluate import evaluate_plan
+from models.greedy import solve_quality_greedy
+from models.instance import InputError, load_instance
+from models.plan import Infeasible, NoPlanInTime, write_plan
+from models.report import format_plan
+
+DEFAULT_INSTANCE = Path(__file__).resolve().parent / "data" / "paper-4xA100"
+
+EXIT_PLAN, EXIT_INTERNAL, EXIT_USAGE, EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME = 0, 1, 2, 3, 4
+
+METHODS = {
+    "enumerate": lambda instance, args: solve_enumerate(instance, time_limit=args.time_limit),
+    "quality-greedy": lambda instance, args: solve_quality_greedy(instance),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("instance", nargs="?", type=Path, help="instance folder (SPEC section 2)")
+    parser.add_argument("--method", choices=sorted(METHODS), help="solution method")
+    parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS")
+    parser.add_argument("--out", type=Path, metavar="PLAN.json", help="write the plan (SPEC section 3)")
+    return parser.parse_args(argv)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
+    return value
+
+
+def error(message: str, status: int) -> int:
+    print(message, file=sys.stderr)
+    return status
+
+
+def run_method(instance, name: str, args) -> int:
+    """Solve with one method, check the plan independently, print it, write it; return the exit status."""
+    try:
+        plan = METHODS[name](instance, args)
+    except Infeasible as err:
+        return error(f"infeasible: {err}", EXIT_INFEASIBLE)
+    except NoPlanInTime as err:
+        return error(f"time limit: {err}", EXIT_NO_PLAN_IN_TIME)
+    except TooLarge as err:
+        return error(f"error: {err}", EXIT_USAGE)
+    evaluation = evaluate_plan(instance, plan.to_dict())
+    print(format_plan(plan, evaluation))
+    if plan.solver.status == "infeasible":
+        return error(f"infeasible: {name} breaks the SLO: predicted mean TTFT {plan.mean_ttft_ms:.2f} ms "
+                     f"> target {plan.slo_ms:g} ms; it is a reference, not a plan", EXIT_INFEASIBLE)
+    if not evaluation.consistent:
+        return error(f"internal error: the independent evaluator rejects the {name} plan; not returned",
+                     EXIT_INTERNAL)
+    if args.out:
+        write_plan(plan, args.out)
+    return EXIT_PLAN
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    folder = args.instance or DEFAULT_INSTANCE
+    try:
+        instance = load_instance(folder)
+    except InputError as err:
+        return error(f"error: {err}", EXIT_USAGE)
+    if args.instance is None or args.method is None:
+        statuses = [run_method(instance, name, args) for name in METHODS]
+        return EXIT_PLAN if EXIT_PLAN in statuses else max(statuses)
+    return run_method(instance, args.method, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
