@@ -1,0 +1,31 @@
+"""Shared fixtures: the shipped instances and a way to make broken copies of them."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from models.instance import load_instance
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return load_instance(DATA / "tiny")
+
+
+@pytest.fixture
+def tiny_copy(tmp_path):
+    """A writable copy of data/tiny; returns its folder."""
+    folder = tmp_path / "tiny"
+    shutil.copytree(DATA / "tiny", folder)
+    return folder
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace one exact piece of a file's text (the test fails if it is not there)."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
