@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Write the paper instances' `instance.toml` and `scores.csv`, deterministically.
+
+    python data/make_paper_instances.py [--out DIR]
+
+writes DIR/paper-4xA100/ and DIR/paper-8xA100/ (DIR defaults to this folder).
+The numbers and their sources are in each instance's README.md. Scores come
+from `models.scoregen` with its stored RouterBench calibration, so no
+non-redistributable data is needed. `profiles.csv` is written separately (see
+docs/latency.md); the README files are written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from models.scoregen import PAPER_CALIBRATIONS, generate_scores, write_scores  # noqa: E402
+
+PROMPTS = 36_000  # N, as in the RouterWise paper
+SEED = 0
+TP_OPTIONS = (1, 2, 4)
+MPS_OPTIONS = tuple(range(10, 101, 10))
+GPU_MEMORY_GB = 80
+GPU_TYPE = "A100-80GB"
+KV_CACHE_GB = 8.0  # a stated KV-cache reserve per shard
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    name: str
+    weights_gb: float  # fp16: 2 bytes per parameter
+
+
+MISTRAL_7B = PaperModel("mistral-7b", 14.5)  # 7.24B parameters
+WIZARDLM_13B = PaperModel("wizardlm-13b", 26.0)  # 13.0B
+YI_34B = PaperModel("yi-34b", 68.8)  # 34.4B
+LLAMA_2_70B = PaperModel("llama-2-70b", 138.0)  # 69.0B
+
+
+@dataclass(frozen=True)
+class PaperInstance:
+    name: str
+    description: str
+    gpu_count: int
+    arrival_rate_rps: float
+    slo_mean_ttft_ms: float
+    models: tuple[PaperModel, ...]
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+
+PAPER_INSTANCES = (
+    PaperInstance(
+        "paper-4xA100",
+        "Mistral-7B, WizardLM-13B-V1.2 and Yi-34B on 4 x A100-80GB at 60 requests/s, 500 ms mean TTFT "
+        "(the RouterWise paper's default); scores calibrated to RouterBench; see README.md",
+        gpu_count=4, arrival_rate_rps=60.0, slo_mean_ttft_ms=500.0,
+        models=(MISTRAL_7B, WIZARDLM_13B, YI_34B),
+    ),
+    PaperInstance(
+        "paper-8xA100",
+        "Mistral-7B, WizardLM-13B-V1.2, Yi-34B and Llama-2-70B on 8 x A100-80GB at 120 requests/s, "
+        "500 ms mean TTFT; scores calibrated to RouterBench; see README.md",
+        gpu_count=8, arrival_rate_rps=120.0, slo_mean_ttft_ms=500.0,
+        models=(MISTRAL_7B, WIZARDLM_13B, YI_34B, LLAMA_2_70B),
+    ),
+)
+
+
+def toml_list(values) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def instance_toml(instance: PaperInstance) -> str:
+    """The SPEC's instance.toml for one paper instance."""
+    lines = [
+        "# Written by data/make_paper_instances.py; README.md says where every number comes from.",
+        f'name = "{instance.name}"',
+        f'description = "{instance.description}"',
+        "",
+        "[cluster]",
+        f"gpu_count = {instance.gpu_count}",
+        f"gpu_memory_gb = {GPU_MEMORY_GB}",
+        f'gpu_type = "{GPU_TYPE}"',
+        "",
+        "[workload]",
+        f"arrival_rate_rps = {instance.arrival_rate_rps!r}",
+        f"slo_mean_ttft_ms = {instance.slo_mean_ttft_ms!r}",
+        "",
+        "[setup_options]",
+        f"tp = {toml_list(TP_OPTIONS)}",
+        f"mps_pct = {toml_list(MPS_OPTIONS)}",
+    ]
+    for model in instance.models:
+        lines += [
+            "",
+            "[[models]]",
+            f'name = "{model.name}"',
+            f"weights_gb = {model.weights_gb!r}",
+            f"kv_cache_gb = {KV_CACHE_GB!r}",
+            "required = true",
+        ]
+    lines += ["", "[files]", 'profiles = "profiles.csv"', 'scores = "scores.csv"']
+    return "\n".join(lines) + "\n"
+
+
+def write_instance(instance: PaperInstance, folder: Path) -> None:
+    """instance.toml and scores.csv of one paper instance in `folder` (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "instance.toml").write_text(instance_toml(instance))
+    calibration = PAPER_CALIBRATIONS[instance.model_names]
+    write_scores(generate_scores(calibration, PROMPTS, SEED), instance.model_names, folder / "scores.csv")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, metavar="DIR")
+    args = parser.parse_args(argv)
+    for instance in PAPER_INSTANCES:
+        write_instance(instance, args.out / instance.name)
+
+
+if __name__ == "__main__":
+    main()
