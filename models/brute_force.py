@@ -36,7 +36,7 @@ from models.instance import Instance
 from models.latency import share_pieces
 from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
 from models.setup import Setup, describe_setup, placeable_setups
-from models.solver import SolveResult, make_solver, solve_model
+from models.solver import SolveResult, solve_model
 
 SLO_MARGIN = 1e-9  # relative: plans keep this much below the target, above the LP's feasibility tolerance
 WORK_LIMIT = 400_000  # setups x rows x models that one minute of solving covers here (see bench/)
@@ -134,7 +134,7 @@ def solve_setup(instance: Instance, setup: Setup, time_limit: float | None) -> t
         v.fix(round(v.value))
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(m)
     m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-    solve_model(m)
+    solve_model(m, tight_lp=True)
     shares, prices = [], []
     for k, option in enumerate(setup):
         deployed = option is not None
