@@ -335,13 +335,11 @@ def check_every_model_has_a_curve(models, curves, path: Path) -> None:
 def check_every_model_fits(instance: Instance, path: Path) -> None:
     for model in instance.models:
         if not instance.options(model):
-            smallest = min(
-                (model.shard_gb(option.tp) for name, option in instance.curves if name == model.name),
-                default=math.inf,
-            )
+            profiled = sorted({option.tp for name, option in instance.curves if name == model.name})
+            needs = ", ".join(f"tp{tp}: {model.shard_gb(tp):.1f} GB" for tp in profiled)
             raise InputError(
-                f"{path}: model '{model.name}': fits on no GPU (smallest profiled shard needs {smallest:.1f} GB "
-                f"of {instance.gpu_memory_gb:g} GB, or needs more than {instance.gpu_count} GPUs)"
+                f"{path}: model '{model.name}': fits on no GPU (a shard of each profiled option needs {needs}; "
+                f"GPUs have {instance.gpu_memory_gb:g} GB, and tp can be at most {instance.gpu_count})"
             )
 
 

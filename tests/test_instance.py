@@ -56,7 +56,7 @@ BAD_INPUTS = {
     "empty curve": ("instance.toml", "tp = [1, 2]", "tp = [1]",
                     ["profiles.csv", "large", "empty curve"]),
     "model fits on no GPU": ("instance.toml", "weights_gb = 20.0", "weights_gb = 40.0",
-                             ["instance.toml", "large", "fits on no GPU", "22.0 GB"]),
+                             ["instance.toml", "large", "fits on no GPU", "tp2: 22.0 GB"]),
     "duplicate model": ("instance.toml", 'name = "large"', 'name = "small"', ["instance.toml", "models[1].name",
                                                                                "listed twice"]),
     "missing profiles file": ("instance.toml", 'profiles = "profiles.csv"', 'profiles = "curves.csv"',
