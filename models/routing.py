@@ -1,0 +1,172 @@
+"""The routing LP: with the setup fixed, the best shares and routing, and the routing prices.
+
+Data      a fixed setup: deployed models i with curve pieces (slope a[i,k],
+          intercept b[i,k] of H_i on segment k) and capacity share cap[i];
+          window rows r with counts c_r and scores s[r,i]; every other
+          prompt is fixed to a model: F[i] prompts with total score S_F.
+Variables y[r,i] >= 0   fraction of window row r sent to model i
+          w[i] in [0, cap[i]]   share of model i
+          h[i] >= 0     model i's contribution to mean TTFT (ms)
+Objective max (S_F + sum_{r,i} c_r s[r,i] y[r,i]) / N
+(1) sum_i y[r,i] = 1                       every window prompt is routed
+(2) w[i] = (F[i] + sum_r c_r y[r,i]) / N   share; its dual is the price alpha[i]
+(3) h[i] >= a[i,k] w[i] + b[i,k]           H_i's epigraph: every segment of a convex curve,
+                                           or the one segment w[i] is held to on a non-convex one
+(4) sum_i h[i] <= tau                      the SLO
+
+Fixing prompts is exact once certified: with the LP's prices alpha, every
+fixed prompt's model must still maximize s[x,i] - alpha[i]. Then the LP's
+primal and dual extend to an optimal pair for the LP over all prompts
+(complementary slackness), so its value is the best quality on this setup
+(on these segments). Otherwise the window widens and the LP is solved again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+
+from models.instance import Instance
+from models.latency import share_pieces
+from models.setup import Setup
+from models.solver import solve_model
+from models.transport import Prompts, certified
+
+SLO_MARGIN = 1e-9  # relative: plans keep this far below the target, above solver tolerances
+CAPACITY_MARGIN = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class SetupRouting:
+    """The routing LP's optimum on one setup: quality, shares, prices (NaN for undeployed models)."""
+
+    quality: float
+    shares: np.ndarray
+    prices: np.ndarray
+    window_rows: int
+
+
+def deployed_models(setup: Setup) -> list[int]:
+    return [k for k, option in enumerate(setup) if option is not None]
+
+
+def segment_of(pieces, share: float) -> int:
+    """The segment (0-based) of H's breakpoints that holds `share`."""
+    return int(min(np.searchsorted(pieces.shares, share, side="right") - 1, len(pieces.shares) - 2))
+
+
+def build_routing_lp(
+    instance: Instance,
+    setup: Setup,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    fixed_load: np.ndarray,
+    fixed_value: float,
+    segments: dict[int, int],
+) -> pyo.ConcreteModel:
+    """The LP of the module docstring; `rows` are window rows over the deployed models, `segments`
+    holds the segment of each deployed model with a non-convex curve."""
+    deployed = deployed_models(setup)
+    pieces = {i: share_pieces(instance.curve(instance.models[i], setup[i]), instance.arrival_rate_rps) for i in deployed}
+    n = instance.prompt_count
+
+    def epigraph_segments(i):
+        return [segments[i]] if i in segments else range(len(pieces[i].slopes))
+
+    m = pyo.ConcreteModel(name="routing")
+    m.MODELS = pyo.Set(initialize=deployed, doc="deployed models")
+    m.ROWS = pyo.RangeSet(0, len(counts) - 1, doc="window rows")
+    m.PIECES = pyo.Set(dimen=2, initialize=[(i, k) for i in deployed for k in epigraph_segments(i)],
+                       doc="segments of H in the epigraph")
+    m.count = pyo.Param(m.ROWS, initialize=lambda m, r: float(counts[r]), doc="prompts in row r")
+    m.score = pyo.Param(m.ROWS, m.MODELS, initialize=lambda m, r, i: float(rows[r, deployed.index(i)]),
+                        doc="predicted quality s[r,i]")
+    m.fixed_load = pyo.Param(m.MODELS, initialize=lambda m, i: float(fixed_load[deployed.index(i)]),
+                             doc="prompts fixed to model i")
+    m.slope = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].slopes[k]), doc="ms per unit share")
+    m.intercept = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].intercepts[k]), doc="ms")
+
+    def share_bounds(m, i):
+        cap = pieces[i].max_share * (1 - CAPACITY_MARGIN)
+        if i in segments:
+            k = segments[i]
+            return float(pieces[i].shares[k]), min(cap, float(pieces[i].shares[k + 1]))
+        return 0.0, cap
+
+    m.y = pyo.Var(m.ROWS, m.MODELS, within=pyo.NonNegativeReals, doc="fraction of row r sent to model i")
+    m.share = pyo.Var(m.MODELS, bounds=share_bounds, doc="routing share w[i]")
+    m.contribution = pyo.Var(m.MODELS, within=pyo.NonNegativeReals, doc="H_i(w[i]), ms")
+
+    @m.Constraint(m.ROWS, doc="(1) every window prompt is routed")
+    def routed(m, r):
+        return sum(m.y[r, i] for i in m.MODELS) == 1
+
+    @m.Constraint(m.MODELS, doc="(2) share definition; dual = routing price")
+    def share_definition(m, i):
+        return m.share[i] == (m.fixed_load[i] + sum(m.count[r] * m.y[r, i] for r in m.ROWS)) / n
+
+    @m.Constraint(m.PIECES, doc="(3) TTFT contribution epigraph")
+    def epigraph(m, i, k):
+        return m.contribution[i] >= m.slope[i, k] * m.share[i] + m.intercept[i, k]
+
+    @m.Constraint(doc="(4) mean TTFT within the target")
+    def slo(m):
+        return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms * (1 - SLO_MARGIN)
+
+    m.quality = pyo.Objective(
+        expr=(fixed_value + sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS)) / n,
+        sense=pyo.maximize, doc="mean predicted quality")
+    return m
+
+
+def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint) -> SetupRouting | None:
+    """The routing LP's optimum on `setup`, windowed around `prices_hint` (optimal transport prices at
+    `shares_hint`, which also picks the segment of non-convex curves); None if the setup cannot meet the SLO."""
+    deployed = deployed_models(setup)
+    prompts = Prompts.merge(instance.scores[:, deployed])
+    prices = np.asarray(prices_hint, dtype=float)[deployed]
+    segments = nonconvex_segments(instance, setup, shares_hint)
+    utilities = prompts.rows - prices
+    best = np.argmax(utilities, axis=1)
+    margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2] \
+        if len(deployed) > 1 else np.full(len(best), np.inf)
+    window = 1e-6
+    while True:
+        inside = margin <= window
+        routing = window_routing(instance, setup, prompts, inside, best, segments)
+        if routing is not None or inside.all():
+            return routing
+        window = max(window * 4, float(np.min(margin[~inside])))
+
+
+def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, int]:
+    segments = {}
+    for i in deployed_models(setup):
+        pieces = share_pieces(instance.curve(instance.models[i], setup[i]), instance.arrival_rate_rps)
+        if not pieces.is_convex:
+            segments[i] = segment_of(pieces, float(shares[i]))
+    return segments
+
+
+def window_routing(instance, setup, prompts: Prompts, inside, best, segments) -> SetupRouting | None:
+    """Solve the LP with rows outside the window fixed to `best`; None unless solved and certified."""
+    deployed = deployed_models(setup)
+    outside = ~inside
+    fixed_load = np.bincount(best[outside], weights=prompts.counts[outside], minlength=len(deployed))
+    fixed_value = float(prompts.counts[outside] @ prompts.rows[outside, best[outside]])
+    m = build_routing_lp(instance, setup, prompts.rows[inside], prompts.counts[inside], fixed_load, fixed_value,
+                         segments)
+    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    result = solve_model(m, tight_lp=True)
+    if result.status != "optimal":
+        return None
+    prices = np.array([-m.dual[m.share_definition[i]] for i in deployed])
+    if not certified(prompts.rows[outside], best[outside], prices):
+        return None
+    shares = np.zeros(len(setup))
+    shares[deployed] = [m.share[i].value for i in deployed]
+    all_prices = np.full(len(setup), np.nan)
+    all_prices[deployed] = prices
+    return SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, int(inside.sum()))
