@@ -2,6 +2,7 @@
 """The planner's command line.
 
     python solve.py INSTANCE_DIR [--method NAME] [--time-limit SECONDS] [--out PLAN.json]
+                    [--threads N] [--mip-gap GAP] [--formulation cuts|per-prompt] [--write-model FILE.lp]
 
 With no instance it solves the default shipped instance with every method and
 prints the comparison. Exit status: 0 a plan was found; 2 bad input or usage;
@@ -17,9 +18,11 @@ from pathlib import Path
 
 from models.brute_force import TooLarge, solve_enumerate
 from models.evaluate import evaluate_plan
+from models.exact import solve_exact
 from models.greedy import solve_quality_greedy
 from models.instance import InputError, load_instance
 from models.plan import Infeasible, NoPlanInTime, write_plan
+from models.solver import DEFAULT_MIP_GAP
 from models.report import format_plan
 
 DEFAULT_INSTANCE = Path(__file__).resolve().parent / "data" / "paper-4xA100"
@@ -27,6 +30,9 @@ DEFAULT_INSTANCE = Path(__file__).resolve().parent / "data" / "paper-4xA100"
 EXIT_PLAN, EXIT_INTERNAL, EXIT_USAGE, EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME = 0, 1, 2, 3, 4
 
 METHODS = {
+    "exact": lambda instance, args: solve_exact(
+        instance, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
+        write_model=args.write_model, progress=sys.stderr.isatty(), per_prompt=args.formulation == "per-prompt"),
     "enumerate": lambda instance, args: solve_enumerate(instance, time_limit=args.time_limit),
     "quality-greedy": lambda instance, args: solve_quality_greedy(instance),
 }
@@ -45,7 +51,22 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--method", choices=sorted(METHODS), help="solution method")
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS")
     parser.add_argument("--out", type=Path, metavar="PLAN.json", help="write the plan (SPEC section 3)")
-    return parser.parse_args(argv)
+    parser.add_argument("--threads", type=positive_int, default=None, help="HiGHS threads (default: HiGHS decides)")
+    parser.add_argument("--mip-gap", type=positive_float, default=DEFAULT_MIP_GAP, metavar="GAP",
+                        help=f"relative gap at which exact stops as optimal (default {DEFAULT_MIP_GAP:g})")
+    parser.add_argument("--formulation", choices=("cuts", "per-prompt"), default="cuts",
+                        help="exact: quality by dual-price cuts (default) or one routing variable per prompt")
+    parser.add_argument("--write-model", metavar="FILE.lp", help="exact: write the MIP (.lp or .mps) as solved")
+    args = parser.parse_args(argv)
+    if args.write_model and not args.write_model.endswith((".lp", ".mps")):
+        parser.error(f"--write-model {args.write_model}: the file name must end in .lp or .mps")
+    return args
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
 
 
 def positive_float(text: str) -> float:

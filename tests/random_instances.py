@@ -1,0 +1,54 @@
+"""Seeded random small instances in SPEC format, for comparing methods against `enumerate`.
+
+2-3 models (some optional, every one fitting a 40 GB GPU at tp1), 2-4 GPUs, 4-8 prompts, options tp in {1, 2} x MPS in {50, 100}
+with a random subset profiled. Curves have 1-3 points with increasing latency; a steep first
+rise followed by a flat stretch makes H non-convex, which about a third of the curves get.
+Targets and rates are drawn so that some instances are infeasible.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+TP = (1, 2)
+MPS = (50, 100)
+
+
+def curve_points(rng, tp: int, mps: int) -> list[tuple[float, float]]:
+    base = rng.uniform(10, 60) * (100 / mps) ** 0.5 / tp ** 0.5
+    rate = rng.uniform(2, 6) * tp * mps / 100
+    points = [(rate, base)]
+    nonconvex = rng.random() < 0.35
+    for k in range(rng.integers(0, 3)):
+        rate += rng.uniform(1, 4)
+        rise = rng.uniform(20, 60) if nonconvex and k == 0 else rng.uniform(0, 15)
+        points.append((rate, points[-1][1] + rise))
+    return [(round(r, 3), round(t, 3)) for r, t in points]
+
+
+def write_random_instance(folder: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_models = int(rng.integers(2, 4))
+    names = [f"m{k}" for k in range(n_models)]
+    models, profile_rows = [], []
+    for k, name in enumerate(names):
+        required = k == 0 or rng.random() < 0.6
+        models.append(f'[[models]]\nname = "{name}"\nweights_gb = {rng.uniform(5, 35):.1f}\n'
+                      f'kv_cache_gb = {rng.uniform(1, 5):.1f}\nrequired = {str(required).lower()}\n')
+        options = [(tp, mps) for tp in TP for mps in MPS if rng.random() < 0.7] or [(2, 100)]
+        for tp, mps in options:
+            profile_rows += [f"{name},{tp},{mps},{r},{t}" for r, t in curve_points(rng, tp, mps)]
+    n_prompts = int(rng.integers(4, 9))
+    scores = rng.random((n_prompts, n_models)).round(2)
+    if rng.random() < 0.3:
+        scores = (scores > 0.5).astype(float)  # 0/1 scores: merged rows
+    (folder / "instance.toml").write_text(
+        f'name = "random-{seed}"\n[cluster]\ngpu_count = {int(rng.integers(2, 5))}\ngpu_memory_gb = 40\n'
+        f"[workload]\narrival_rate_rps = {rng.uniform(4, 12):.2f}\nslo_mean_ttft_ms = {rng.uniform(15, 90):.1f}\n"
+        f"[setup_options]\ntp = [1, 2]\nmps_pct = [50, 100]\n" + "".join(models)
+        + '[files]\nprofiles = "profiles.csv"\nscores = "scores.csv"\n')
+    (folder / "profiles.csv").write_text("model,tp,mps_pct,rate_rps,mean_ttft_ms\n" + "\n".join(profile_rows) + "\n")
+    lines = [f"x{x}," + ",".join(f"{v:g}" for v in row) for x, row in enumerate(scores)]
+    (folder / "scores.csv").write_text("prompt_id," + ",".join(names) + "\n" + "\n".join(lines) + "\n")
+    return folder
