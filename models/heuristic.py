@@ -1,0 +1,601 @@
+"""`heuristic`: RouterWise's dual-price heuristic, as published.
+
+Outer search over setups (an option or nothing per model):
+
+* prune a setup whose total compute exceeds the cluster, sum_i tp_i * mps_i > 100 G;
+* prune a setup under the utilization floor, sum_i tp_i * mps_i < floor * 100 G
+  (the paper keeps only setups that use the whole cluster's compute, floor 1);
+* prune a setup whose shards first-fit decreasing cannot pack on the GPUs
+  (shards by decreasing MPS share, then memory; no two shards of a model on a GPU).
+
+Inner solve for a kept setup, over the deployed models' shares w (caps
+c_i = min(1, r_K / lam) from capacity (5), T(w) = sum_i H_i(w_i) the mean TTFT):
+
+    maximize  Q(w) - beta * max(0, T(w) - tau)   over  {w : sum_i w_i = 1, 0 <= w_i <= c_i}
+
+* Q's supergradient at w is the price vector alpha that routes the shares w
+  (Q(w) = min_alpha D_w(alpha), D_w(alpha) = (1/N) sum_x max_i (s[x,i] - alpha_i) + alpha . w,
+  see models/transport.py). alpha is tuned by subgradient steps on D_w,
+  alpha += step * (routed(alpha) - w), until the routed shares match w;
+  D_w(alpha) >= Q(w) for any alpha, so the tuned alpha also bounds Q(w) from above.
+* w moves by projected gradient ascent along alpha - beta * [T(w) > tau] * H'(w),
+  H' the slopes of the latency pieces (models/latency.py), with normalized
+  steps shrinking geometrically, projected onto the capped simplex.
+* beta, the penalty weight on SLO violation, is found by bisection: the smallest
+  beta whose ascent ends within the SLO (bracketed by factors of 4 from 1 / tau).
+* every iterate within the SLO is a candidate; an ascent that ends slightly
+  infeasible is repaired by shifting share from the model with the steepest
+  H to the one with the flattest; a setup with no candidate is dropped.
+
+The plan is the best candidate over all setups. Its quality is Q(w) of its
+shares computed exactly: by `best_routing`, or, when the tuned prices route
+exactly w, by D_w(alpha) itself (their routing is then feasible for w and
+attains the upper bound). Candidates are compared by their bounds first, and
+Q is computed only while a bound can beat the best Q found. The plan's prices
+are the heuristic's own tuned alpha, tuned on at the chosen shares: that is
+what the published method outputs. They need not reproduce the shares prompt
+by prompt: `models/realized.py` shows what they really do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from models.instance import Instance
+from models.latency import CAPACITY_TOL, SharePieces, share_pieces
+from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
+from models.setup import MEMORY_TOL_GB, Placement, Setup, describe_setup, model_choices
+from models.transport import Prompts, best_routing
+
+DEFAULT_UTILIZATION_FLOOR = 1.0
+PRICE_STEPS = 40  # subgradient steps on alpha per ascent iterate, at most
+FINAL_PRICE_STEPS = 400  # at most, to tune the plan's prices at the chosen shares
+SHARE_MATCH_TOL = 1e-3  # routed shares match w when no share is off by more (or by one merged row)
+PRICE_RESOLUTION = 1e-7  # price steps below this stop the tuning (alpha sits where a row is split)
+FIRST_PRICE_STEP = 1.0  # price units per unit of share mismatch
+ASCENT_STEPS = 20
+FIRST_STEP, LAST_STEP = 0.1, 1e-4  # length of the ascent's normalized steps, in share
+BRACKET_STEPS = 12  # beta = 4^k / tau, k = 0..11, then bisection
+BISECTION_STEPS = 3
+CERTIFIED_TOL = 1e-12  # routed shares this close to w make D_w(alpha) exactly Q(w), up to rounding
+SLO_MARGIN = 1e-9  # relative: repaired shares keep this far below the target
+
+
+# ---------------------------------------------------------------- outer: setups
+
+
+@dataclass(frozen=True)
+class SetupSearch:
+    """The setups considered, how many each pruning rule removed, and the kept ones with their placements."""
+
+    considered: int
+    over_compute: int
+    under_floor: int
+    unpackable: int
+    kept: tuple[tuple[Setup, Placement], ...]
+
+
+def compute_pct(setup: Setup) -> int:
+    """Total MPS compute of a setup: sum over deployed models of tp x share (percent of one GPU)."""
+    return sum(o.tp * o.mps_pct for o in setup if o is not None)
+
+
+def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
+    """Every setup of usable options, pruned by total compute, the floor and first-fit decreasing."""
+    choices = [model_choices(instance, m) for m in instance.models]
+    compute = [np.array([0 if o is None else o.tp * o.mps_pct for o in c]) for c in choices]
+    total = sum(np.meshgrid(*compute, indexing="ij"))
+    cluster = 100 * instance.gpu_count
+    fits = total <= cluster
+    floor_ok = total >= utilization_floor * cluster - 1e-9  # compute is whole percent; the floor may be any fraction
+    kept = []
+    for index in zip(*np.nonzero(fits & floor_ok)):
+        setup = tuple(c[k] for c, k in zip(choices, index))
+        placement = first_fit_decreasing(instance, setup)
+        if placement is not None:
+            kept.append((setup, placement))
+    passed = int(np.count_nonzero(fits & floor_ok))
+    return SetupSearch(
+        considered=int(total.size),
+        over_compute=int(np.count_nonzero(~fits)),
+        under_floor=int(np.count_nonzero(fits & ~floor_ok)),
+        unpackable=passed - len(kept),
+        kept=tuple(kept),
+    )
+
+
+def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
+    """Shards by decreasing MPS share (then memory), each on the first GPU with room that holds
+    no shard of its model; None if some shard finds no GPU."""
+    deployed = [k for k, o in enumerate(setup) if o is not None]
+    order = sorted(deployed, key=lambda k: (-setup[k].mps_pct, -instance.models[k].shard_gb(setup[k].tp), k))
+    free_memory = np.full(instance.gpu_count, instance.gpu_memory_gb)
+    free_compute = np.full(instance.gpu_count, 100)
+    gpus: dict[int, list[int]] = {k: [] for k in deployed}
+    for k in order:
+        memory, share = instance.models[k].shard_gb(setup[k].tp), setup[k].mps_pct
+        for _ in range(setup[k].tp):
+            room = (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
+            room[gpus[k]] = False
+            if not room.any():
+                return None
+            g = int(np.argmax(room))
+            free_memory[g] -= memory
+            free_compute[g] -= share
+            gpus[k].append(g)
+    return tuple(tuple(sorted(gpus.get(k, ()))) for k in range(len(setup)))
+
+
+# ---------------------------------------------------------------- inner: prices
+
+
+class PriceRouter:
+    """Routes the merged prompts by prices, argmax_i s[r,i] - alpha_i (ties to the lower model index).
+
+    Consecutive prices differ little, so rows are re-routed only where that can
+    matter: with reference prices alpha0, a row whose best model leads its second
+    by a margin m_r > 2 max_i |alpha_i - alpha0_i| keeps its best model. Rows are
+    kept sorted by margin, with running sums of what the rows route, so a call
+    costs the rows with margin up to that bound; past a quarter of them, the
+    current prices become the reference.
+    """
+
+    def __init__(self, prompts: Prompts, columns: list[int]):
+        self.scores = prompts.rows[:, columns]
+        self.weights = prompts.counts / prompts.prompt_count
+        self.match_tol = max(SHARE_MATCH_TOL, float(self.weights.max()))
+        self.rebase(np.zeros(len(columns)))
+
+    @property
+    def model_count(self) -> int:
+        return self.scores.shape[1]
+
+    def rebase(self, prices: np.ndarray) -> None:
+        utility = self.scores - prices
+        best = np.argmax(utility, axis=1)
+        top = utility[np.arange(len(best)), best]
+        second = np.partition(utility, -2, axis=1)[:, -2] if self.model_count > 1 else top - np.inf
+        order = np.argsort(top - second, kind="stable")
+        self.reference = prices.copy()
+        self.margins = (top - second)[order]
+        self.sorted_scores = self.scores[order]
+        self.sorted_weights = self.weights[order]
+        routed = np.zeros((len(order), self.model_count))
+        routed[np.arange(len(order)), best[order]] = self.sorted_weights
+        # rows 0..k-1 of the sorted order route cum_routed[k] shares and cum_score[k] weighted best scores
+        self.cum_routed = np.vstack([np.zeros(self.model_count), np.cumsum(routed, axis=0)])
+        best_score = self.scores[order, best[order]]
+        self.cum_score = np.concatenate([[0.0], np.cumsum(self.sorted_weights * best_score)])
+
+    def route(self, prices: np.ndarray) -> tuple[np.ndarray, float]:
+        """Routed shares and the dual function's constant (1/N) sum_x max_i (s[x,i] - alpha_i)."""
+        moved = 2 * np.abs(prices - self.reference).max()
+        k = int(np.searchsorted(self.margins, moved, side="right"))
+        if k > len(self.margins) // 4:
+            self.rebase(prices)
+            k = int(np.searchsorted(self.margins, 0.0, side="right"))
+        shares = self.cum_routed[-1] - self.cum_routed[k]
+        constant = self.cum_score[-1] - self.cum_score[k] - float(shares @ prices)
+        utility = self.sorted_scores[:k] - prices
+        best = np.argmax(utility, axis=1)
+        shares = shares + np.bincount(best, weights=self.sorted_weights[:k], minlength=self.model_count)
+        return shares, constant + float(self.sorted_weights[:k] @ utility[np.arange(k), best])
+
+
+@dataclass
+class PriceTuner:
+    """alpha and its per-model subgradient step, carried from one target w to the next."""
+
+    router: PriceRouter
+    prices: np.ndarray
+    steps: np.ndarray
+    passes: int = 0
+    mismatch: np.ndarray | None = None  # routed - w at the last prices
+
+    @classmethod
+    def start(cls, router: PriceRouter) -> "PriceTuner":
+        models = router.model_count
+        return cls(router, np.zeros(models), np.full(models, FIRST_PRICE_STEP))
+
+    def tune(self, shares: np.ndarray, tolerance: float | None = None, limit: int = PRICE_STEPS) -> float:
+        """Subgradient steps alpha += step * (routed - w) until routed matches w; returns D_w(alpha) >= Q(w).
+
+        Routed shares match when none is off by more than `tolerance` (by default
+        SHARE_MATCH_TOL, or one merged row if rows are coarser). A model's step
+        halves whenever its mismatch changes sign and grows by half while it keeps
+        its sign, so alpha settles where a prompt row is split.
+        """
+        tolerance = self.router.match_tol if tolerance is None else tolerance
+        previous = np.zeros_like(shares)
+        self.steps = np.maximum(self.steps, FIRST_PRICE_STEP * 1e-3)
+        for _ in range(limit):
+            routed, constant = self.router.route(self.prices)
+            self.passes += 1
+            self.mismatch = routed - shares
+            if np.abs(self.mismatch).max() <= tolerance or self.steps.max() < PRICE_RESOLUTION:
+                break
+            flipped = self.mismatch * previous < 0
+            self.steps = np.where(flipped, self.steps / 2, np.minimum(self.steps * 1.5, FIRST_PRICE_STEP))
+            self.prices = self.prices + self.steps * self.mismatch
+            previous = self.mismatch
+        else:
+            routed, constant = self.router.route(self.prices)
+            self.passes += 1
+            self.mismatch = routed - shares
+        return constant + float(self.prices @ shares)
+
+
+# ---------------------------------------------------------------- inner: latency
+
+
+class SetupLatency:
+    """The deployed models' TTFT contributions H_i (breakpoints and slopes), caps c_i and the target tau."""
+
+    def __init__(self, pieces: tuple[SharePieces, ...], target_ms: float):
+        self.pieces = pieces
+        self.target_ms = target_ms
+        self.caps = np.array([p.max_share for p in pieces])
+        self.piece_slopes = tuple(p.slopes for p in pieces)
+
+    @classmethod
+    def of(cls, instance: Instance, setup: Setup) -> "SetupLatency":
+        """The latency side of a setup, over its deployed models in instance order."""
+        lam = instance.arrival_rate_rps
+        pieces = tuple(share_pieces(instance.curve(m, o), lam) for m, o in zip(instance.models, setup) if o is not None)
+        return cls(pieces, instance.slo_mean_ttft_ms)
+
+    def total(self, shares: np.ndarray) -> float:
+        """T(w) = sum_i H_i(w_i), ms (infinite beyond a cap)."""
+        return sum(p.contribution(w) for p, w in zip(self.pieces, shares))
+
+    def slopes(self, shares: np.ndarray, side: str = "right") -> np.ndarray:
+        """H_i' at w_i on the segment right of w_i (or left of it), ms per unit share."""
+        return np.array([s[segment(p, w, side)] for p, s, w in zip(self.pieces, self.piece_slopes, shares)])
+
+
+def segment(pieces: SharePieces, share: float, side: str) -> int:
+    """Index of the segment on the given side of `share` (the first or last one at the ends)."""
+    k = int(pieces.shares.searchsorted(share, side="right" if side == "right" else "left")) - 1
+    return min(max(k, 0), len(pieces.shares) - 2)
+
+
+def project(values: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto {w : sum w = 1, 0 <= w <= caps} (sum caps >= 1).
+
+    The projection is clip(v - theta, 0, caps) with sum = 1; that sum is piecewise
+    linear and nonincreasing in theta, with knots at v_i and v_i - c_i.
+    """
+    knots = np.unique(np.concatenate([values, values - caps]))
+    totals = np.clip(values[None, :] - knots[:, None], 0, caps).sum(axis=1)
+    theta = np.interp(1.0, totals[::-1], knots[::-1])
+    return np.clip(values - theta, 0, caps)
+
+
+def repair(latency: SetupLatency, shares: np.ndarray) -> np.ndarray | None:
+    """Shift share from the steepest H to the flattest, a segment at a time, until T <= tau.
+
+    Each move ends at a breakpoint of one of the two models or at the target, so
+    there are at most as many moves as breakpoints. For convex H this finds the
+    lowest T the setup reaches; None when T cannot get down to the target.
+    """
+    target = latency.target_ms * (1 - SLO_MARGIN)
+    shares = shares.copy()
+    caps = latency.caps
+    for _ in range(2 * sum(len(p.shares) for p in latency.pieces) + 2):
+        excess = latency.total(shares) - target
+        if excess <= 0:
+            return shares
+        down = np.where(shares > 0, latency.slopes(shares, "left"), -np.inf)
+        up = np.where(shares < caps, latency.slopes(shares, "right"), np.inf)
+        i, j = int(np.argmax(down)), int(np.argmin(up))
+        rate = down[i] - up[j]
+        if not rate > 0:
+            return None
+        left_end = latency.pieces[i].shares[segment(latency.pieces[i], shares[i], "left")]
+        right_end = latency.pieces[j].shares[segment(latency.pieces[j], shares[j], "right") + 1]
+        delta = min(shares[i] - left_end, right_end - shares[j], excess / rate)
+        shares[i] -= delta
+        shares[j] += delta
+    return shares if latency.total(shares) <= latency.target_ms else None
+
+
+# ---------------------------------------------------------------- inner: ascent and bisection
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """Shares within the SLO, the prices tuned at them, and D_w(alpha), an upper bound on Q(w).
+
+    When the prices route exactly w (`certified`), their routing is feasible for w and
+    attains the bound, so the bound is Q(w) itself.
+    """
+
+    shares: np.ndarray
+    prices: np.ndarray
+    bound: float
+    repaired: bool
+    certified: bool
+
+
+@dataclass
+class InnerSearch:
+    """The inner solve of one setup: the price tuner, the latency side and the best candidate so far."""
+
+    tuner: PriceTuner
+    latency: SetupLatency
+    best: Candidate | None = None
+
+    def offer(self, shares: np.ndarray, bound: float, repaired: bool = False) -> None:
+        if self.best is None or bound > self.best.bound:
+            certified = bool(np.max(np.abs(self.tuner.mismatch)) <= CERTIFIED_TOL)
+            self.best = Candidate(shares.copy(), self.tuner.prices.copy(), bound, repaired, certified)
+
+    def ascend(self, beta: float, shares: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Projected gradient ascent on Q(w) - beta max(0, T(w) - tau) from `shares`.
+
+        Returns the last iterate and whether it ends within the SLO, i.e. within one
+        last step's worth of T (LAST_STEP times its steepest slope) of the target.
+        """
+        caps, target = self.latency.caps, self.latency.target_ms
+        ratio = (LAST_STEP / FIRST_STEP) ** (1 / (ASCENT_STEPS - 1))
+        for t in range(ASCENT_STEPS):
+            bound = self.tuner.tune(shares)
+            over = self.latency.total(shares) > target
+            if not over:
+                self.offer(shares, bound)
+            gradient = self.tuner.prices - (beta * self.latency.slopes(shares) if over else 0.0)
+            direction = gradient - gradient.mean()
+            norm = np.linalg.norm(direction)
+            if norm == 0:
+                break
+            shares = project(shares + FIRST_STEP * ratio**t * direction / norm, caps)
+        excess = self.latency.total(shares) - target
+        slack = LAST_STEP * np.max(self.latency.slopes(shares, "left"))
+        if 0 < excess <= slack:
+            self.offer_repaired(shares)
+        return shares, excess <= slack
+
+    def offer_repaired(self, shares: np.ndarray) -> None:
+        fixed = repair(self.latency, shares)
+        if fixed is not None:
+            self.offer(fixed, self.tuner.tune(fixed), repaired=True)
+
+    def bisect(self, start: np.ndarray) -> Candidate | None:
+        """beta = 0 first; then bracket the smallest beta whose ascent ends within the SLO by factors
+        of 4 from 1 / tau (one unit of quality per tau of violation), and bisect the bracket."""
+        shares, feasible = self.ascend(0.0, start)
+        if feasible:
+            return self.best
+        beta = 1 / self.latency.target_ms
+        shares, feasible = self.ascend(beta, shares)
+        low, high = (None, beta) if feasible else (beta, None)
+        for _ in range(BRACKET_STEPS):
+            if low is not None and high is not None:
+                break
+            beta = beta / 4 if feasible else beta * 4
+            shares, feasible = self.ascend(beta, shares)
+            if feasible:
+                high = beta
+            else:
+                low = beta
+        if high is None:
+            self.offer_repaired(shares)
+            return self.best
+        for _ in range(BISECTION_STEPS if low is not None else 0):
+            beta = (low + high) / 2
+            shares, feasible = self.ascend(beta, shares)
+            low, high = (low, beta) if feasible else (beta, high)
+        return self.best
+
+
+def greedy_start(router: PriceRouter) -> np.ndarray:
+    """Every prompt to its best deployed model: the shares that zero prices route."""
+    return router.route(np.zeros(router.model_count))[0]
+
+
+@dataclass(frozen=True, eq=False)
+class SetupResult:
+    """The inner solver's answer for one setup (None when it found no shares within the SLO)."""
+
+    setup: Setup
+    placement: Placement
+    deployed: tuple[int, ...]
+    candidate: Candidate | None
+    passes: int
+
+    def full_shares(self, model_count: int) -> np.ndarray:
+        shares = np.zeros(model_count)
+        shares[list(self.deployed)] = self.candidate.shares
+        return shares / shares.sum()
+
+
+def solve_setup(instance: Instance, prompts: Prompts, setup: Setup, placement: Placement) -> SetupResult:
+    """The inner solve: the best candidate shares for a fixed setup, or none if it cannot meet the SLO."""
+    deployed = tuple(k for k, o in enumerate(setup) if o is not None)
+    latency = SetupLatency.of(instance, setup)
+    router = PriceRouter(prompts, list(deployed))
+    search = InnerSearch(PriceTuner.start(router), latency)
+    candidate = None
+    if latency.caps.sum() >= 1 - CAPACITY_TOL:  # else the setup cannot carry the arrival rate
+        start = project(greedy_start(router), latency.caps)
+        if latency.total(start) <= latency.target_ms or repair(latency, start) is not None:
+            candidate = search.bisect(start)
+    return SetupResult(setup, placement, deployed, candidate, search.tuner.passes)
+
+
+# ---------------------------------------------------------------- the whole search
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """What the inner solver found on every kept setup it reached before the time limit."""
+
+    search: SetupSearch
+    results: tuple[SetupResult, ...]
+    cut_short: bool
+    seconds: dict = field(default_factory=dict)
+
+
+def search_setups(instance: Instance, prompts: Prompts, utilization_floor: float,
+                  time_limit: float | None = None, progress: bool = False, start: float | None = None) -> SearchResult:
+    """Prune, then run the inner solver on every kept setup in order until the time limit
+    (counted from `start`); a progress bar on stderr when asked for and stderr is a terminal."""
+    start = time.perf_counter() if start is None else start
+    clock = time.perf_counter()
+    search = prune_setups(instance, utilization_floor)
+    seconds = {"prune": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    results, cut_short = [], False
+    bar = tqdm(search.kept, desc="heuristic", unit="setup", leave=False, disable=None if progress else True)
+    for setup, placement in bar:
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            cut_short = True
+            break
+        results.append(solve_setup(instance, prompts, setup, placement))
+    bar.close()
+    seconds["inner"] = time.perf_counter() - clock
+    return SearchResult(search, tuple(results), cut_short, seconds)
+
+
+def exact_quality(prompts: Prompts, result: SetupResult) -> float:
+    """Q(w) of the setup's candidate shares: its bound when certified, else the transportation problem."""
+    if result.candidate.certified:
+        return result.candidate.bound
+    return best_routing(prompts, result.full_shares(prompts.rows.shape[1])).quality
+
+
+def best_result(prompts: Prompts, results) -> tuple[SetupResult | None, float, int]:
+    """The result with the highest exact Q, computing Q only while a bound can still beat the best.
+
+    Every candidate's D_w(alpha) bounds its Q(w) from above, so once the next bound
+    is no better than the best exact Q found, no later candidate can win.
+    """
+    ranked = sorted((r for r in results if r.candidate is not None), key=lambda r: -r.candidate.bound)
+    best, best_quality, computed = None, -np.inf, 0
+    for result in ranked:
+        if result.candidate.bound <= best_quality:
+            break
+        quality = exact_quality(prompts, result)
+        computed += 1
+        if quality > best_quality:
+            best, best_quality = result, quality
+    return best, best_quality, computed
+
+
+def final_prices(prompts: Prompts, result: SetupResult) -> tuple[np.ndarray, float]:
+    """The candidate's prices tuned on until their steps fall below PRICE_RESOLUTION (alpha then sits
+    where a row is split) or FINAL_PRICE_STEPS pass; returns them, lowest at 0, and the largest
+    share mismatch left."""
+    tuner = PriceTuner.start(PriceRouter(prompts, list(result.deployed)))
+    tuner.prices = result.candidate.prices.copy()
+    tuner.steps = np.full(len(tuner.prices), FIRST_PRICE_STEP * 1e-2)
+    tuner.tune(result.candidate.shares, tolerance=0.0, limit=FINAL_PRICE_STEPS)
+    return tuner.prices - tuner.prices.min(), float(np.max(np.abs(tuner.mismatch)))
+
+
+def solve_heuristic(instance: Instance, time_limit: float | None = None,
+                    utilization_floor: float = DEFAULT_UTILIZATION_FLOOR, progress: bool = True) -> Plan:
+    """The heuristic's plan (status `heuristic`); raises `Infeasible` or `NoPlanInTime`.
+
+    `utilization_floor` is a fraction of the cluster's compute (100 x GPUs). The
+    plan's prices are the heuristic's own tuned alpha. Its notes count the setups
+    considered, pruned by each rule, kept and evaluated, and give the seconds
+    per stage and how far the prices' routed shares are from the plan's.
+    """
+    start = time.perf_counter()
+    prompts = Prompts.merge(instance.scores)
+    found = search_setups(instance, prompts, utilization_floor, time_limit, progress, start)
+    clock = time.perf_counter()
+    best, quality, computed = best_result(prompts, found.results)
+    if best is None:
+        raise no_plan(instance, found, utilization_floor, time_limit)
+    seconds = {**found.seconds, "exact_quality": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    prices, mismatch = final_prices(prompts, best)
+    seconds["final_prices"] = time.perf_counter() - clock
+    plan_prices: list[float | None] = [None] * len(instance.models)
+    for k, price in zip(best.deployed, prices):
+        plan_prices[k] = float(price)
+    notes = {**search_notes(found, seconds, computed), "setup": describe_setup(instance, best.setup),
+             "repaired": best.candidate.repaired, "price_share_mismatch": mismatch}
+    report = SolverReport("heuristic", time.perf_counter() - start)
+    return build_plan(instance, "heuristic", best.setup, best.placement, best.full_shares(len(instance.models)),
+                      plan_prices, quality, report, notes)
+
+
+def search_notes(found: SearchResult, seconds: dict, computed: int) -> dict:
+    search = found.search
+    notes = {
+        "setups_considered": search.considered,
+        "pruned_over_compute": search.over_compute,
+        "pruned_under_floor": search.under_floor,
+        "pruned_unpackable": search.unpackable,
+        "setups_kept": len(search.kept),
+        "setups_evaluated": len(found.results),
+        "setups_within_slo": sum(r.candidate is not None for r in found.results),
+        "exact_quality_computed": computed,
+        "routing_passes": sum(r.passes for r in found.results),
+        "seconds": {stage: round(s, 3) for stage, s in seconds.items()},
+    }
+    if found.cut_short:
+        notes["cut_short"] = f"time limit passed after {len(found.results)} of {len(search.kept)} kept setups"
+    return notes
+
+
+@dataclass(frozen=True, eq=False)
+class SetupSpread:
+    """The inner solver's quality on every setup that pruning keeps.
+
+    `setups` has one row per kept setup: setup, compute_pct, quality (Q of the inner
+    solver's shares, NaN when it found none within the SLO) and mean_ttft_ms.
+    """
+
+    instance: str
+    setups: pd.DataFrame
+    seconds: float
+
+    @property
+    def best(self) -> float:
+        return float(self.setups.quality.max())
+
+    @property
+    def worst(self) -> float:
+        return float(self.setups.quality.min())
+
+    @property
+    def spread(self) -> float:
+        """How much better the best setup is than the worst, relative to the worst."""
+        return self.best / self.worst - 1
+
+
+def setup_spread(instance: Instance, utilization_floor: float = DEFAULT_UTILIZATION_FLOOR) -> SetupSpread:
+    """Best and worst achievable quality across the setups pruning keeps (the paper's spread statistic)."""
+    start = time.perf_counter()
+    prompts = Prompts.merge(instance.scores)
+    rows = []
+    for result in search_setups(instance, prompts, utilization_floor).results:
+        within = result.candidate is not None
+        rows.append({
+            "setup": describe_setup(instance, result.setup),
+            "compute_pct": compute_pct(result.setup),
+            "quality": exact_quality(prompts, result) if within else np.nan,
+            "mean_ttft_ms": SetupLatency.of(instance, result.setup).total(result.candidate.shares) if within else np.nan,
+        })
+    return SetupSpread(instance.name, pd.DataFrame(rows), time.perf_counter() - start)
+
+
+def no_plan(instance: Instance, found: SearchResult, floor: float, time_limit: float | None) -> Exception:
+    if found.cut_short:
+        return NoPlanInTime(f"heuristic: time limit of {time_limit:g} s passed after {len(found.results)} of "
+                            f"{len(found.search.kept)} kept setups, none within the SLO")
+    if not found.search.kept:
+        return Infeasible(f"heuristic: no setup passes pruning (compute within the cluster and at least "
+                          f"{100 * floor:g}% of it, shards packed by first-fit decreasing); "
+                          "a lower utilization_floor keeps more")
+    return Infeasible(f"heuristic: none of the {len(found.search.kept)} setups kept after pruning can carry "
+                      f"the load within the {instance.slo_mean_ttft_ms:g} ms target")
