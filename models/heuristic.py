@@ -58,6 +58,8 @@ FINAL_PRICE_STEPS = 400  # at most, to tune the plan's prices at the chosen shar
 SHARE_MATCH_TOL = 1e-3  # routed shares match w when no share is off by more (or by one merged row)
 PRICE_RESOLUTION = 1e-7  # price steps below this stop the tuning (alpha sits where a row is split)
 FIRST_PRICE_STEP = 1.0  # price units per unit of share mismatch
+RESTART_PRICE_STEP = 1e-3  # a new target w restarts every step at least this large
+FINAL_PRICE_STEP = 1e-2  # first step of the final tuning: the candidate's prices are already close
 ASCENT_STEPS = 20
 FIRST_STEP, LAST_STEP = 0.1, 1e-4  # length of the ascent's normalized steps, in share
 BRACKET_STEPS = 12  # beta = 4^k / tau, k = 0..11, then bisection
@@ -198,9 +200,11 @@ class PriceTuner:
     mismatch: np.ndarray | None = None  # routed - w at the last prices
 
     @classmethod
-    def start(cls, router: PriceRouter) -> "PriceTuner":
+    def start(cls, router: PriceRouter, prices: np.ndarray | None = None, step: float = FIRST_PRICE_STEP) -> "PriceTuner":
+        """Prices (zero by default) and a first step per model."""
         models = router.model_count
-        return cls(router, np.zeros(models), np.full(models, FIRST_PRICE_STEP))
+        prices = np.zeros(models) if prices is None else prices.copy()
+        return cls(router, prices, np.full(models, step))
 
     def tune(self, shares: np.ndarray, tolerance: float | None = None, limit: int = PRICE_STEPS) -> float:
         """Subgradient steps alpha += step * (routed - w) until routed matches w; returns D_w(alpha) >= Q(w).
@@ -212,7 +216,7 @@ class PriceTuner:
         """
         tolerance = self.router.match_tol if tolerance is None else tolerance
         previous = np.zeros_like(shares)
-        self.steps = np.maximum(self.steps, FIRST_PRICE_STEP * 1e-3)
+        self.steps = np.maximum(self.steps, RESTART_PRICE_STEP)
         for _ in range(limit):
             routed, constant = self.router.route(self.prices)
             self.passes += 1
@@ -491,9 +495,8 @@ def final_prices(prompts: Prompts, result: SetupResult) -> tuple[np.ndarray, flo
     """The candidate's prices tuned on until their steps fall below PRICE_RESOLUTION (alpha then sits
     where a row is split) or FINAL_PRICE_STEPS pass; returns them, lowest at 0, and the largest
     share mismatch left."""
-    tuner = PriceTuner.start(PriceRouter(prompts, list(result.deployed)))
-    tuner.prices = result.candidate.prices.copy()
-    tuner.steps = np.full(len(tuner.prices), FIRST_PRICE_STEP * 1e-2)
+    router = PriceRouter(prompts, list(result.deployed))
+    tuner = PriceTuner.start(router, result.candidate.prices, FINAL_PRICE_STEP)
     tuner.tune(result.candidate.shares, tolerance=0.0, limit=FINAL_PRICE_STEPS)
     return tuner.prices - tuner.prices.min(), float(np.max(np.abs(tuner.mismatch)))
 
