@@ -592,6 +592,16 @@ def setup_spread(instance: Instance, utilization_floor: float = DEFAULT_UTILIZAT
     return SetupSpread(instance.name, pd.DataFrame(rows), time.perf_counter() - start)
 
 
+def search_summary(notes: dict) -> str:
+    """One line for a report from a heuristic plan's notes: the setups at each stage and the seconds per stage."""
+    stages = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in notes["seconds"].items())
+    line = (f"setups: {notes['setups_considered']} considered, {notes['pruned_over_compute']} over the cluster's "
+            f"compute, {notes['pruned_under_floor']} under the floor, {notes['pruned_unpackable']} not packed by "
+            f"first-fit decreasing, {notes['setups_kept']} kept, {notes['setups_evaluated']} evaluated, "
+            f"{notes['setups_within_slo']} within the target; {stages}")
+    return line + (f"; {notes['cut_short']}" if "cut_short" in notes else "")
+
+
 def no_plan(instance: Instance, found: SearchResult, floor: float, time_limit: float | None) -> Exception:
     if found.cut_short:
         return NoPlanInTime(f"heuristic: time limit of {time_limit:g} s passed after {len(found.results)} of "

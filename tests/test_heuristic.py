@@ -20,7 +20,8 @@ import pytest
 from models.brute_force import solve_enumerate
 from models.evaluate import evaluate_plan
 from models.heuristic import (PriceRouter, SetupLatency, exact_quality, first_fit_decreasing, project,
-                              prune_setups, repair, search_setups, setup_spread, solve_heuristic)
+                              prune_setups, repair, search_setups, search_summary, setup_spread,
+                              solve_heuristic)
 from models.instance import Curve, Instance, Model, Option, load_instance
 from models.plan import Infeasible, NoPlanInTime
 from models.setup import find_placement
@@ -169,6 +170,8 @@ def test_tiny_plan(tiny):
     notes = plan.notes
     assert (notes["setups_considered"], notes["setups_kept"], notes["setups_evaluated"]) == (6, 1, 1)
     assert set(notes["seconds"]) == {"prune", "inner", "exact_quality", "final_prices"}
+    assert search_summary(notes).startswith("setups: 6 considered, 3 over the cluster's compute, 1 under the floor, "
+                                            "1 not packed by first-fit decreasing, 1 kept, 1 evaluated")
 
 
 def test_tiny_infeasible_target(tiny):
