@@ -40,13 +40,20 @@ over distinct score rows r with counts c_r:
 Q(w), the best quality for shares w, is the transportation problem's value:
 concave and piecewise linear, and by LP duality Q(w) = min over alpha of the
 right-hand side of (11). So (11) over all alpha is exact, and the model's
-size does not depend on the number of prompts N. Cuts are generated lazily:
-solve the MIP, compute Q and its optimal prices at the MIP's shares
-(models/transport.py), add the cut that is tight there, repeat. The MIP's
-bound is always a valid upper bound on the optimum; every MIP solution is a
-feasible plan whose exact quality is a lower bound. The loop stops when they
-meet (relative gap `mip_gap`). The final plan comes from the routing LP on
-the best setup (models/routing.py), whose duals are the routing prices.
+size does not depend on the number of prompts N. Cuts are generated lazily
+(HiGHS has no lazy-constraint callback), in rounds:
+
+* solve the MIP; its bound is a valid upper bound on the optimum;
+* compute Q and its optimal prices at the MIP's shares (models/transport.py)
+  and add the cut that is tight there;
+* the first time a setup comes up, fix it and keep adding cuts at the fixed
+  MIP's solutions until its bound meets Q; then solve the routing LP on that
+  setup exactly (models/routing.py). Its value is a feasible plan's quality,
+  a lower bound, and its duals are the routing prices;
+* stop when the bound and the best plan meet (relative gap `mip_gap`).
+
+Every cut holds for every setup, so the fixed-setup rounds also tighten the
+MIP for the others; in practice the loop ends after a few rounds.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ import pyomo.environ as pyo
 from models.instance import Instance, Option
 from models.latency import share_pieces
 from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
-from models.routing import CAPACITY_MARGIN, SLO_MARGIN, solve_routing_lp
+from models.routing import CAPACITY_MARGIN, SLO_MARGIN, SetupRouting, solve_routing_lp
 from models.setup import Placement, Setup
 from models.solver import DEFAULT_MIP_GAP, make_solver, solve_model
 from models.transport import Prompts, best_routing
@@ -208,33 +215,91 @@ def add_per_prompt_routing(m: pyo.ConcreteModel, prompts: Prompts) -> None:
         return m.quality == sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS) / n
 
 
+CUT_SCALE = 1e4  # cut rows are scaled so that HiGHS's feasibility tolerance (1e-7) is 1e-11 in quality
+
+
 def add_quality_cut(m: pyo.ConcreteModel, prompts: Prompts, prices: np.ndarray) -> None:
     """(11) for these prices: tight at every share vector they route to."""
     constant = prompts.bound(prices)
-    m.quality_cuts.add(m.quality <= constant + sum(float(a) * m.w[i] for i, a in zip(m.MODELS, prices)))
+    m.quality_cuts.add(CUT_SCALE * m.quality <= CUT_SCALE * (
+        constant + sum(float(a) * m.w[i] for i, a in zip(m.MODELS, prices))))
 
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
-    """A MIP solution: setup, placement, shares, and the exact quality Q of those shares."""
+    """A plan in the making: a setup with its placement and its routing LP's optimum."""
 
     setup: Setup
     placement: Placement
-    shares: np.ndarray
-    quality: float
-    prices: np.ndarray
+    routing: SetupRouting
+
+    @property
+    def quality(self) -> float:
+        return self.routing.quality
 
 
-def extract_candidate(m: pyo.ConcreteModel, instance: Instance, prompts: Prompts) -> Candidate:
+def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement]:
+    """The setup and placement of the MIP's current solution."""
     setup, placement = [], []
     for name in m.MODELS:
         chosen = [c for c in m.CHOICES if c[0] == name and m.choose[c].value > 0.5]
         setup.append(Option(chosen[0][1], chosen[0][2]) if chosen else None)
         placement.append(tuple(g for g in m.GPUS if chosen and m.place[chosen[0], g].value > 0.5))
+    return tuple(setup), tuple(placement)
+
+
+def mip_shares(m: pyo.ConcreteModel) -> np.ndarray:
     shares = np.clip([pyo.value(m.w[i]) for i in m.MODELS], 0, None)
-    shares = shares / shares.sum()
-    routing = best_routing(prompts, shares)
-    return Candidate(tuple(setup), tuple(placement), shares, routing.quality, routing.prices)
+    return shares / shares.sum()
+
+
+def evaluate_mip_solution(m, solver, instance: Instance, prompts: Prompts, solved: set, deadline: float):
+    """The first time a setup comes up, its best plan: with the cuts (11), Kelley cuts with the setup
+    fixed until the fixed-setup bound meets Q; then the routing LP around those shares' prices.
+    With (11), also the cut at the MIP's shares. Returns the candidate (None for a setup already solved)."""
+    setup, placement = mip_setup(m)
+    at_shares = best_routing(prompts, mip_shares(m))
+    with_cuts = hasattr(m, "quality_cuts")
+    if with_cuts:
+        add_quality_cut(m, prompts, at_shares.prices)
+    if setup in solved:
+        return None
+    solved.add(setup)
+    shares, prices = mip_shares(m), at_shares.prices
+    if with_cuts:
+        shares, prices = optimize_setup(m, solver, prompts, prices, deadline)
+    routing = solve_routing_lp(instance, setup, shares, prices)
+    if routing is None or routing.quality < at_shares.quality - 1e-9:
+        raise RuntimeError("exact: the routing LP lost quality against the MIP's shares; this is a bug")
+    return Candidate(setup, placement, routing)
+
+
+def optimize_setup(m, solver, prompts: Prompts, prices: np.ndarray, deadline: float, tolerance: float = 1e-8,
+                   rounds: int = 60):
+    """With the MIP's current setup fixed, add cuts at its solutions until its bound is within
+    `tolerance` (relative) of the best Q found, or the deadline passes. The cuts stay: they hold for
+    every setup. Returns the best shares and their optimal prices (the MIP's current ones at worst)."""
+    binaries = [v for v in (*m.choose.values(), *m.place.values())]
+    for v in binaries:
+        v.fix(round(v.value))
+    best = (mip_shares(m), prices, -np.inf)
+    for _ in range(rounds):
+        if time.perf_counter() > deadline:
+            break
+        result = solve_model(m, solver)
+        if not result.has_solution:
+            break
+        shares = mip_shares(m)
+        routing = best_routing(prompts, shares, prices)
+        prices = routing.prices
+        if routing.quality > best[2]:
+            best = (shares, routing.prices, routing.quality)
+        if result.objective - best[2] <= tolerance * abs(best[2]):
+            break
+        add_quality_cut(m, prompts, routing.prices)
+    for v in binaries:
+        v.unfix()
+    return best[:2]
 
 
 def seed_cuts(m: pyo.ConcreteModel, prompts: Prompts, n_models: int) -> None:
@@ -263,10 +328,11 @@ def solve_exact(
     if not per_prompt:
         seed_cuts(m, prompts, len(instance.models))
     solver = make_solver(time_limit=time_limit, mip_gap=mip_gap / 10, threads=threads, tee=tee)
-    best, bound, rounds = None, float("inf"), 0
-    while time_limit is None or time.perf_counter() - start < time_limit:
+    best, bound, rounds, solved = None, float("inf"), 0, set()
+    deadline = start + (time_limit if time_limit is not None else float("inf"))
+    while time.perf_counter() < deadline:
         if time_limit is not None:
-            solver.config.time_limit = time_limit - (time.perf_counter() - start)
+            solver.config.time_limit = deadline - time.perf_counter()
         result = solve_model(m, solver)
         rounds += 1
         if result.status == "infeasible":
@@ -274,16 +340,15 @@ def solve_exact(
         bound = min(bound, result.bound if result.bound is not None else float("inf"))
         if not result.has_solution:
             break
-        candidate = extract_candidate(m, instance, prompts)
-        if best is None or candidate.quality > best.quality:
+        candidate = evaluate_mip_solution(m, solver, instance, prompts, solved, deadline)
+        if candidate is not None and (best is None or candidate.quality > best.quality):
             best = candidate
-        gap = relative_gap(bound, best.quality)
+        gap = relative_gap(bound, best.quality) if best else float("inf")
         if progress:
             print(f"exact: round {rounds}: bound {bound:.7f}, best {best.quality:.7f}, gap {gap:.2e}",
                   file=sys.stderr)
         if per_prompt or gap <= mip_gap or result.status == "time_limit":
             break
-        add_quality_cut(m, prompts, candidate.prices)
     if write_model:
         m.write(write_model, io_options={"symbolic_solver_labels": True})
     if best is None:
@@ -298,10 +363,8 @@ def relative_gap(bound: float, quality: float) -> float:
 
 def final_plan(instance: Instance, best: Candidate, bound: float, mip_gap: float, formulation: str, rounds: int,
                seconds: float) -> Plan:
-    """The routing LP on the best setup gives the plan's shares, quality and prices."""
-    routing = solve_routing_lp(instance, best.setup, best.shares, best.prices)
-    if routing is None or routing.quality < best.quality - 1e-9:
-        raise RuntimeError("exact: the routing LP on the MIP's best setup lost quality; this is a bug")
+    """The best setup's routing LP optimum as a plan, with the MIP's bound and the gap."""
+    routing = best.routing
     bound = max(bound, routing.quality)
     gap = relative_gap(bound, routing.quality)
     status = "optimal" if gap <= mip_gap else "time_limit"

@@ -122,23 +122,33 @@ def build_routing_lp(
 
 
 def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint) -> SetupRouting | None:
-    """The routing LP's optimum on `setup`, windowed around `prices_hint` (optimal transport prices at
-    `shares_hint`, which also picks the segment of non-convex curves); None if the setup cannot meet the SLO."""
+    """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
+
+    The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
+    be close to the setup's optimal shares (they also pick the segment of non-convex curves). Until
+    the LP is feasible and certified, the window widens; at the latest it holds every row."""
     deployed = deployed_models(setup)
     prompts = Prompts.merge(instance.scores[:, deployed])
-    prices = np.asarray(prices_hint, dtype=float)[deployed]
     segments = nonconvex_segments(instance, setup, shares_hint)
-    utilities = prompts.rows - prices
-    best = np.argmax(utilities, axis=1)
-    margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2] \
-        if len(deployed) > 1 else np.full(len(best), np.inf)
+    center = np.asarray(prices_hint, dtype=float)[deployed]
     window = 1e-6
     while True:
+        best, margin = best_models(prompts.rows, center)
         inside = margin <= window
         routing = window_routing(instance, setup, prompts, inside, best, segments)
         if routing is not None or inside.all():
             return routing
-        window = max(window * 4, float(np.min(margin[~inside])))
+        window = max(4 * window, float(np.min(margin[~inside])))
+
+
+def best_models(rows: np.ndarray, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best model at these prices and its margin over the second best."""
+    utilities = rows - prices
+    best = np.argmax(utilities, axis=1)
+    if rows.shape[1] == 1:
+        return best, np.full(len(best), np.inf)
+    margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2]
+    return best, margin
 
 
 def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, int]:

@@ -63,21 +63,25 @@ class Routing:
     window_rows: int  # rows the exact LP was solved over
 
 
-def best_routing(prompts: Prompts, shares) -> Routing:
-    """Q(w), optimal prices and fractions; exact, certified by complementary slackness."""
+def best_routing(prompts: Prompts, shares, initial_prices=None) -> Routing:
+    """Q(w), optimal prices and fractions; exact, certified by complementary slackness.
+    `initial_prices` (e.g. optimal prices at nearby shares) only speed it up."""
     shares = check_shares(shares)
     active = np.flatnonzero(shares > 0)
-    routing = routing_on(Prompts(prompts.rows[:, active], prompts.counts), shares[active])
-    prices = np.empty(len(shares))
-    prices[active] = routing.prices
+    start = None if initial_prices is None else np.asarray(initial_prices, dtype=float)[active]
+    routing = routing_on(Prompts(prompts.rows[:, active], prompts.counts), shares[active], start)
     fractions = np.zeros((len(prompts.counts), len(shares)))
     fractions[:, active] = routing.fractions
-    if len(active) < len(shares):
-        # a model with no share is priced so that no row prefers it: alpha_i = max_r (s[r,i] - u_r)
-        utility = np.max(prompts.rows[:, active] - routing.prices, axis=1)
-        for i in np.flatnonzero(shares <= 0):
-            prices[i] = np.max(prompts.rows[:, i] - utility)
-    return Routing(routing.quality, prices, fractions, routing.window_rows)
+    return Routing(routing.quality, price_unused(prompts, active, routing.prices), fractions, routing.window_rows)
+
+
+def price_unused(prompts: Prompts, used: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Prices for all models from those of the `used` ones: a model with no share is priced so that
+    no row prefers it, alpha_i = max_r (s[r,i] - u_r) with u_r = max_{j used} (s[r,j] - alpha_j)."""
+    utility = np.max(prompts.rows[:, used] - prices, axis=1)
+    full = np.max(prompts.rows - utility[:, None], axis=0)
+    full[used] = prices
+    return full
 
 
 def check_shares(shares) -> np.ndarray:
@@ -88,12 +92,12 @@ def check_shares(shares) -> np.ndarray:
     return shares / shares.sum()
 
 
-def routing_on(prompts: Prompts, shares: np.ndarray) -> Routing:
+def routing_on(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None) -> Routing:
     """`best_routing` for models that all have positive shares."""
     capacity = shares * prompts.prompt_count
     if len(shares) == 1:
         return Routing(prompts.bound(np.zeros(1)), np.zeros(1), np.ones((len(prompts.counts), 1)), 0)
-    prices = smoothed_prices(prompts, shares)
+    prices = smoothed_prices(prompts, shares, start)
     utilities = prompts.rows - prices
     best = np.argmax(utilities, axis=1)
     margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2]
@@ -110,13 +114,13 @@ def routing_on(prompts: Prompts, shares: np.ndarray) -> Routing:
         window *= 4
 
 
-def smoothed_prices(prompts: Prompts, shares: np.ndarray) -> np.ndarray:
+def smoothed_prices(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """Approximate optimal prices: minimize T (1/N) sum_r c_r logsumexp((s_r - alpha)/T) + alpha.w
-    by damped Newton steps at T = 1e-1, 1e-2, 1e-3 (alpha[0] is fixed at 0). The window LP
-    makes the answer exact, so rough prices only cost a wider window."""
+    by damped Newton steps at T = 1e-1, 1e-2, 1e-3, or at 1e-3 alone from `start` (alpha[0] stays
+    fixed). The window LP makes the answer exact, so rough prices only cost a wider window."""
     weights = prompts.counts / prompts.prompt_count
-    alpha = np.zeros(len(shares))
-    for temperature in (1e-1, 1e-2, 1e-3):
+    alpha = np.zeros(len(shares)) if start is None else start - start[0]
+    for temperature in (1e-1, 1e-2, 1e-3) if start is None else (1e-3,):
         for _ in range(12):
             step = newton_step(prompts.rows, weights, shares, alpha, temperature)
             if step is None:
