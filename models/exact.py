@@ -28,7 +28,7 @@ Objective max quality
     sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1]. Sorting any plan's GPUs
     this way keeps it feasible, so no optimal plan is cut off. HiGHS's own symmetry detection
     handles the permutations left; the complete lexicographic order of the GPUs' model-presence
-    codes was 2-3 times slower here (bench/exact_speed.py).
+    codes made the first MIP of a synthetic 8-GPU instance 2-3 times slower.
 (11) quality <= B(alpha) + sum_i alpha[i] w[i] for cuts alpha, B(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]).
 
 The per-prompt formulation (`per_prompt=True`, the textbook form, kept for
