@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from models.evaluate import evaluate_plan
+from models.exact import solve_exact
 from models.greedy import solve_quality_greedy
 from models.instance import load_instance
 from models.scoregen import ROUTERBENCH_COLUMNS
@@ -63,3 +64,16 @@ def test_quality_greedy_plan_matches_the_data_and_the_evaluator(real, correct):
         assert evaluation.consistent
     else:
         assert any(v.rule in ("(5) capacity", "(6) SLO") for v in evaluation.violations)
+
+
+def test_exact_plan_on_real_scores(real):
+    """The exact optimum on the real 0/1 scores (8 distinct score rows): proven, accepted by the
+    evaluator, and no better than every prompt's best model (equal when that meets the SLO)."""
+    plan = solve_exact(real)
+    greedy = solve_quality_greedy(real)
+    assert plan.solver.status == "optimal" and plan.solver.gap <= 1e-7
+    assert plan.solver.bound >= plan.quality - 1e-9
+    assert evaluate_plan(real, plan.to_dict()).consistent
+    assert plan.quality <= greedy.quality + 1e-9
+    if greedy.slo_met:
+        assert plan.quality == pytest.approx(greedy.quality, abs=1e-6)
