@@ -371,7 +371,13 @@ def final_plan(instance: Instance, best: Candidate, bound: float, mip_gap: float
     prices = [None if np.isnan(p) else float(p) for p in routing.prices]
     return build_plan(instance, "exact", best.setup, best.placement, routing.shares, prices, routing.quality,
                       SolverReport(status, seconds, gap, bound),
-                      {"formulation": formulation, "mip_rounds": rounds, "routing_window_rows": routing.window_rows})
+                      {"formulation": formulation, "mip_rounds": rounds, "routing_window_rows": routing.window_rows},
+                      sensitivity_of(routing))
+
+
+def sensitivity_of(routing: SetupRouting) -> dict[str, float]:
+    """The plan's sensitivity entry: marginal quality at the chosen setup (routing LP duals)."""
+    return {"quality_per_ms_of_target": routing.quality_per_ms, "quality_per_rps_of_load": routing.quality_per_rps}
 
 
 def infeasibility_reason(instance: Instance) -> str:

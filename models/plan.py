@@ -54,6 +54,7 @@ class Plan:
     models: pd.DataFrame
     solver: SolverReport
     notes: Mapping[str, object] = field(default_factory=dict)
+    sensitivity: Mapping[str, float] | None = None  # marginal quality per ms of target, per request/s of load
 
     @property
     def slo_met(self) -> bool:
@@ -99,6 +100,7 @@ class Plan:
                 "gap": self.solver.gap,
                 "bound": self.solver.bound,
             },
+            "sensitivity": dict(self.sensitivity) if self.sensitivity else None,
             "notes": dict(self.notes),
         }
 
@@ -113,6 +115,7 @@ def build_plan(
     quality: float,
     solver: SolverReport,
     notes: Mapping[str, object] | None = None,
+    sensitivity: Mapping[str, float] | None = None,
 ) -> Plan:
     """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves."""
     lam = instance.arrival_rate_rps
@@ -144,6 +147,7 @@ def build_plan(
         models=table,
         solver=solver,
         notes=dict(notes or {}),
+        sensitivity=sensitivity,
     )
 
 

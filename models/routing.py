@@ -14,6 +14,14 @@ Objective max (S_F + sum_{r,i} c_r s[r,i] y[r,i]) / N
                                            or the one segment w[i] is held to on a non-convex one
 (4) sum_i h[i] <= tau                      the SLO
 
+Marginal values (envelope theorem, from the LP's duals at the optimum):
+* d quality / d tau = the SLO row's dual (per ms of target);
+* d quality / d lam (per request/s): on each segment H(w) = G(lam w) / lam, where G is the
+  piecewise-linear latency-weighted load through (r_k, r_k L_k); so slopes a do not move with
+  lam, intercepts b scale as 1/lam, and so do share bounds that are profiled loads over lam
+  (capacity r_K / lam, segment ends). Hence d/d lam = sum_k dual_k b_k / lam
+  - sum over such active bounds of reduced cost x bound / lam.
+
 Fixing prompts is exact once certified: with the LP's prices alpha, every
 fixed prompt's model must still maximize s[x,i] - alpha[i]. Then the LP's
 primal and dual extend to an optimal pair for the LP over all prompts
@@ -46,6 +54,8 @@ class SetupRouting:
     shares: np.ndarray
     prices: np.ndarray
     window_rows: int
+    quality_per_ms: float  # d quality / d target, per ms
+    quality_per_rps: float  # d quality / d arrival rate, per request/s
 
 
 def deployed_models(setup: Setup) -> list[int]:
@@ -95,6 +105,16 @@ def build_routing_lp(
             return float(pieces[i].shares[k]), min(cap, float(pieces[i].shares[k + 1]))
         return 0.0, cap
 
+    def bounds_scale_with_load(m, i):
+        """(lower, upper): 1 where the share bound is a profiled load over lam, 0 for 0 and the cut at 1."""
+        low, high = share_bounds(m, i)
+        at_capacity = high == pieces[i].max_share * (1 - CAPACITY_MARGIN)
+        return float(low > 0), float(pieces[i].max_share < 1 if at_capacity else True)
+
+    m.lower_scales = pyo.Param(m.MODELS, initialize=lambda m, i: bounds_scale_with_load(m, i)[0],
+                               doc="1 if the share's lower bound is a profiled load over lam")
+    m.upper_scales = pyo.Param(m.MODELS, initialize=lambda m, i: bounds_scale_with_load(m, i)[1],
+                               doc="1 if the share's upper bound is a profiled load over lam")
     m.y = pyo.Var(m.ROWS, m.MODELS, within=pyo.NonNegativeReals, doc="fraction of row r sent to model i")
     m.share = pyo.Var(m.MODELS, bounds=share_bounds, doc="routing share w[i]")
     m.contribution = pyo.Var(m.MODELS, within=pyo.NonNegativeReals, doc="H_i(w[i]), ms")
@@ -169,6 +189,7 @@ def window_routing(instance, setup, prompts: Prompts, inside, best, segments) ->
     m = build_routing_lp(instance, setup, prompts.rows[inside], prompts.counts[inside], fixed_load, fixed_value,
                          segments)
     m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    m.rc = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     result = solve_model(m, tight_lp=True)
     if result.status != "optimal":
         return None
@@ -179,4 +200,17 @@ def window_routing(instance, setup, prompts: Prompts, inside, best, segments) ->
     shares[deployed] = [m.share[i].value for i in deployed]
     all_prices = np.full(len(setup), np.nan)
     all_prices[deployed] = prices
-    return SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, int(inside.sum()))
+    return SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, int(inside.sum()),
+                        *marginal_values(m, instance.arrival_rate_rps))
+
+
+def marginal_values(m: pyo.ConcreteModel, lam: float) -> tuple[float, float]:
+    """d quality / d tau (per ms) and d quality / d lam (per request/s); see the module docstring."""
+    per_ms = m.dual[m.slo] * (1 - SLO_MARGIN)
+    per_rps = sum(m.dual[m.epigraph[k]] * m.intercept[k] for k in m.PIECES) / lam
+    for i in m.MODELS:
+        share = m.share[i]
+        at_lower = abs(share.value - share.lb) <= abs(share.value - share.ub)
+        scales = m.lower_scales[i] if at_lower else m.upper_scales[i]
+        per_rps -= scales * m.rc[share] * (share.lb if at_lower else share.ub) / lam
+    return float(per_ms), float(per_rps)
