@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The planner's command line.
 
-    python solve.py INSTANCE_DIR [--method NAME] [--time-limit SECONDS] [--out PLAN.json]
-                    [--threads N] [--mip-gap GAP] [--formulation cuts|per-prompt] [--write-model FILE.lp]
+    python solve.py [INSTANCE_DIR] [--method NAME|all] [--time-limit SECONDS] [--out PLAN.json]
+                    [--out-dir DIR] [--threads N] [--mip-gap GAP] [--formulation cuts|per-prompt]
+                    [--write-model FILE.lp]
 
 With no instance it solves the default shipped instance with every method and
-prints the comparison. Exit status: 0 a plan was found; 2 bad input or usage;
-3 no feasible plan (or the method's plan breaks the SLO); 4 the time limit
-passed with no plan.
+prints the comparison (`--method all`). Exit status: 0 a plan was found;
+2 bad input or usage; 3 no feasible plan (or the method's plan breaks the SLO);
+4 the time limit passed with no plan.
 """
 
 from __future__ import annotations
@@ -16,26 +17,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.brute_force import TooLarge, solve_enumerate
+from models.brute_force import TooLarge
+from models.compare import compare, format_comparison
 from models.evaluate import evaluate_plan
-from models.exact import solve_exact
-from models.greedy import solve_quality_greedy
 from models.instance import InputError, load_instance
+from models.methods import METHODS, SolveOptions
 from models.plan import Infeasible, NoPlanInTime, write_plan
-from models.solver import DEFAULT_MIP_GAP
 from models.report import format_plan
+from models.solver import DEFAULT_MIP_GAP
 
 DEFAULT_INSTANCE = Path(__file__).resolve().parent / "data" / "paper-4xA100"
 
 EXIT_PLAN, EXIT_INTERNAL, EXIT_USAGE, EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME = 0, 1, 2, 3, 4
-
-METHODS = {
-    "exact": lambda instance, args: solve_exact(
-        instance, time_limit=args.time_limit, mip_gap=args.mip_gap, threads=args.threads,
-        write_model=args.write_model, progress=sys.stderr.isatty(), per_prompt=args.formulation == "per-prompt"),
-    "enumerate": lambda instance, args: solve_enumerate(instance, time_limit=args.time_limit),
-    "quality-greedy": lambda instance, args: solve_quality_greedy(instance),
-}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,9 +41,11 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("instance", nargs="?", type=Path, help="instance folder (SPEC section 2)")
-    parser.add_argument("--method", choices=sorted(METHODS), help="solution method")
+    parser.add_argument("--method", choices=sorted(METHODS) + ["all"],
+                        help="solution method, or all of them (default: exact; all with no instance)")
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS")
     parser.add_argument("--out", type=Path, metavar="PLAN.json", help="write the plan (SPEC section 3)")
+    parser.add_argument("--out-dir", type=Path, metavar="DIR", help="--method all: write each method's plan")
     parser.add_argument("--threads", type=positive_int, default=None, help="HiGHS threads (default: HiGHS decides)")
     parser.add_argument("--mip-gap", type=positive_float, default=DEFAULT_MIP_GAP, metavar="GAP",
                         help=f"relative gap at which exact stops as optimal (default {DEFAULT_MIP_GAP:g})")
@@ -60,13 +55,9 @@ def parse_args(argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.write_model and not args.write_model.endswith((".lp", ".mps")):
         parser.error(f"--write-model {args.write_model}: the file name must end in .lp or .mps")
+    if args.method is None:
+        args.method = "all" if args.instance is None else "exact"
     return args
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
 
 
 def positive_float(text: str) -> float:
@@ -79,6 +70,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def solve_options(args) -> SolveOptions:
+    return SolveOptions(time_limit=args.time_limit, threads=args.threads, mip_gap=args.mip_gap,
+                        per_prompt=args.formulation == "per-prompt", write_model=args.write_model,
+                        progress=sys.stderr.isatty())
+
+
 def error(message: str, status: int) -> int:
     print(message, file=sys.stderr)
     return status
@@ -87,7 +90,7 @@ def error(message: str, status: int) -> int:
 def run_method(instance, name: str, args) -> int:
     """Solve with one method, check the plan independently, print it, write it; return the exit status."""
     try:
-        plan = METHODS[name](instance, args)
+        plan = METHODS[name](instance, solve_options(args))
     except Infeasible as err:
         return error(f"infeasible: {err}", EXIT_INFEASIBLE)
     except NoPlanInTime as err:
@@ -107,16 +110,28 @@ def run_method(instance, name: str, args) -> int:
     return EXIT_PLAN
 
 
+def run_all(instance, args) -> int:
+    """Every method, one comparison table; exit 0 when some method found a feasible plan."""
+    table, outcomes = compare(instance, list(METHODS), solve_options(args), args.out_dir,
+                              progress=sys.stderr.isatty())
+    print(format_comparison(instance, table, outcomes))
+    if any(o.evaluator_agrees is False for o in outcomes):
+        return error("internal error: the independent evaluator rejects a plan (see the table)", EXIT_INTERNAL)
+    if any(o.plan is not None and o.plan.solver.status != "infeasible" for o in outcomes):
+        return EXIT_PLAN
+    if any(o.status == "no plan in time" for o in outcomes):
+        return EXIT_NO_PLAN_IN_TIME
+    return EXIT_INFEASIBLE
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    folder = args.instance or DEFAULT_INSTANCE
     try:
-        instance = load_instance(folder)
+        instance = load_instance(args.instance or DEFAULT_INSTANCE)
     except InputError as err:
         return error(f"error: {err}", EXIT_USAGE)
-    if args.instance is None or args.method is None:
-        statuses = [run_method(instance, name, args) for name in METHODS]
-        return EXIT_PLAN if EXIT_PLAN in statuses else max(statuses)
+    if args.method == "all":
+        return run_all(instance, args)
     return run_method(instance, args.method, args)
 
 

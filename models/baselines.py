@@ -98,4 +98,5 @@ def solve_baseline(instance: Instance, name: str, time_limit: float | None = Non
     report = SolverReport("heuristic", time.perf_counter() - start)
     return dataclasses.replace(plan, method=name, solver=report,
                                notes={"rule": rule, "within the rule": plan.solver.status,
-                                      "bound within the rule": plan.solver.bound})
+                                      "bound within the rule": plan.solver.bound,
+                                      "setups_evaluated": plan.notes["setups_evaluated"]})

@@ -353,16 +353,16 @@ def solve_exact(
         m.write(write_model, io_options={"symbolic_solver_labels": True})
     if best is None:
         raise NoPlanInTime(f"exact: the time limit of {time_limit:g} s passed before the MIP found a plan")
-    formulation = "per-prompt" if per_prompt else "cuts"
-    return final_plan(instance, best, bound, mip_gap, formulation, rounds, time.perf_counter() - start)
+    notes = {"formulation": "per-prompt" if per_prompt else "cuts", "mip_rounds": rounds,
+             "setups_evaluated": len(solved), "routing_window_rows": best.routing.window_rows}
+    return final_plan(instance, best, bound, mip_gap, notes, time.perf_counter() - start)
 
 
 def relative_gap(bound: float, quality: float) -> float:
     return max(0.0, bound - quality) / max(abs(quality), 1e-12)
 
 
-def final_plan(instance: Instance, best: Candidate, bound: float, mip_gap: float, formulation: str, rounds: int,
-               seconds: float) -> Plan:
+def final_plan(instance: Instance, best: Candidate, bound: float, mip_gap: float, notes: dict, seconds: float) -> Plan:
     """The best setup's routing LP optimum as a plan, with the MIP's bound and the gap."""
     routing = best.routing
     bound = max(bound, routing.quality)
@@ -370,9 +370,7 @@ def final_plan(instance: Instance, best: Candidate, bound: float, mip_gap: float
     status = "optimal" if gap <= mip_gap else "time_limit"
     prices = [None if np.isnan(p) else float(p) for p in routing.prices]
     return build_plan(instance, "exact", best.setup, best.placement, routing.shares, prices, routing.quality,
-                      SolverReport(status, seconds, gap, bound),
-                      {"formulation": formulation, "mip_rounds": rounds, "routing_window_rows": routing.window_rows},
-                      sensitivity_of(routing))
+                      SolverReport(status, seconds, gap, bound), notes, sensitivity_of(routing))
 
 
 def sensitivity_of(routing: SetupRouting) -> dict[str, float]:

@@ -1,0 +1,110 @@
+"""`--method all`: every method on one instance, each plan checked by the evaluator, in one table.
+
+Columns: method; quality; mean TTFT against the target; whether the SLO is met; status;
+setups evaluated; seconds; and quality relative to the exact optimum (or to exact's bound when
+the optimum is not proven). Latency-oblivious references appear with their true predicted mean
+TTFT and `SLO met: no` when they break it; they are never counted as solutions.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from models.brute_force import TooLarge
+from models.evaluate import evaluate_plan
+from models.instance import Instance
+from models.methods import METHODS, SolveOptions
+from models.plan import Infeasible, NoPlanInTime, Plan, write_plan
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """One method's result: a plan (checked by the evaluator), or why there is none."""
+
+    method: str
+    seconds: float
+    plan: Plan | None = None
+    evaluator_agrees: bool | None = None  # a solution passes every check; a broken reference is found broken
+    reason: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.plan is None:
+            return self.reason.split(":")[0]
+        return self.plan.solver.status
+
+
+def run(instance: Instance, name: str, options: SolveOptions) -> Outcome:
+    start = time.perf_counter()
+    try:
+        plan = METHODS[name](instance, options)
+    except Infeasible as err:
+        return Outcome(name, time.perf_counter() - start, reason=f"infeasible: {err}")
+    except NoPlanInTime as err:
+        return Outcome(name, time.perf_counter() - start, reason=f"no plan in time: {err}")
+    except TooLarge as err:
+        return Outcome(name, time.perf_counter() - start, reason=f"refused: {err}")
+    evaluation = evaluate_plan(instance, plan.to_dict())
+    agrees = evaluation.consistent if plan.solver.status != "infeasible" else not evaluation.feasible
+    return Outcome(name, plan.solver.seconds, plan, agrees)
+
+
+def compare(instance: Instance, names, options: SolveOptions, out_dir: Path | None = None,
+            progress: bool = False) -> tuple[pd.DataFrame, list[Outcome]]:
+    outcomes = []
+    for name in names:
+        if progress:
+            print(f"all: {name} ...", file=sys.stderr)
+        outcome = run(instance, name, options)
+        outcomes.append(outcome)
+        if out_dir is not None and outcome.plan is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_plan(outcome.plan, out_dir / f"{name}.json")
+    return comparison_table(instance, outcomes), outcomes
+
+
+def reference_quality(outcomes: list[Outcome]) -> tuple[float | None, str]:
+    """Exact's optimum, or its bound when the optimum is not proven."""
+    exact = next((o for o in outcomes if o.method == "exact" and o.plan is not None), None)
+    if exact is None:
+        return None, ""
+    if exact.plan.solver.status == "optimal":
+        return exact.plan.quality, "exact optimum"
+    return exact.plan.solver.bound, "exact bound"
+
+
+def comparison_table(instance: Instance, outcomes: list[Outcome]) -> pd.DataFrame:
+    reference, against = reference_quality(outcomes)
+    rows = []
+    for o in outcomes:
+        plan = o.plan
+        row = {"method": o.method, "quality": None, "mean TTFT ms": None, "SLO met": "-", "status": o.status,
+               "setups evaluated": None, "seconds": round(o.seconds, 2), f"quality / {against or 'exact'}": None}
+        if plan is not None:
+            row |= {
+                "quality": round(plan.quality, 6),
+                "mean TTFT ms": round(plan.mean_ttft_ms, 2) if math.isfinite(plan.mean_ttft_ms) else "overloaded",
+                "SLO met": "yes" if plan.slo_met else "NO (broken)",
+                "setups evaluated": str(plan.notes.get("setups_evaluated", "-")),
+                f"quality / {against or 'exact'}": None if reference is None else round(plan.quality / reference, 4),
+            }
+            if o.evaluator_agrees is False:
+                row["status"] = "REJECTED by the evaluator"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs["target_ms"] = instance.slo_mean_ttft_ms
+    return table
+
+
+def format_comparison(instance: Instance, table: pd.DataFrame, outcomes: list[Outcome]) -> str:
+    lines = [f"{instance.name}: {instance.prompt_count} prompts, {instance.arrival_rate_rps:g} requests/s, "
+             f"mean TTFT target {instance.slo_mean_ttft_ms:g} ms",
+             table.to_string(index=False, na_rep="-")]
+    lines += [f"  {o.method}: {o.reason}" for o in outcomes if o.plan is None]
+    return "\n".join(lines)
