@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.instance import PROFILE_COLUMNS, Curve
+from models.instance import PROFILE_COLUMNS, Curve, InputError
 from models.latency import latency_ms
 from models.profiling.analytic import analytic_curve
 from models.profiling.deployments import Deployment
 from models.profiling.server import ServerConfig
+from models.profiling.simulator import Server
+from models.profiling.sweep import SweepSettings, sweep
 from models.profiling.table import StepTable
 from models.profiling.workload import Workload
 
@@ -29,12 +31,14 @@ class CurveJob:
     table: StepTable
     workload: Workload
     context_window: int
+    settings: SweepSettings = SweepSettings()
 
     def config(self) -> ServerConfig:
         return ServerConfig(kv_tokens=self.deployment.kv_tokens, token_budget=self.context_window)
 
 
 def analytic_rows(job: CurveJob) -> pd.DataFrame:
+    """The analytic model's curve (models/profiling/analytic.py), SPEC columns only."""
     d = job.deployment
     step_times = job.table.step_times(d.table_model, d.tp, d.mps_pct)
     points = analytic_curve(step_times, job.config(), job.workload)
@@ -45,8 +49,24 @@ def analytic_rows(job: CurveJob) -> pd.DataFrame:
     })
 
 
-def build_profiles(jobs: list[CurveJob], build=analytic_rows, workers: int = 1, progress: bool = True) -> pd.DataFrame:
-    """All jobs' curves, sorted by model, tp, mps_pct, rate; a progress bar on stderr counts curves."""
+def simulated_rows(job: CurveJob) -> pd.DataFrame:
+    """The stable points of a simulated sweep, with percentiles, the interval and the run length."""
+    d = job.deployment
+    server = Server.build(job.config(), job.table.step_times(d.table_model, d.tp, d.mps_pct), job.context_window)
+    stable = [point for point in sweep(server, job.workload, job.settings) if not point.saturated]
+    if not stable:
+        raise InputError(f"{d.model} at tp{d.tp}/mps{d.mps_pct}: saturated already at the lowest rate "
+                         f"(5 % of its capacity estimate); the step times cannot make a curve")
+    frame = pd.DataFrame([vars(point) for point in stable]).drop(columns="saturated")
+    return frame.assign(model=d.model, tp=d.tp, mps_pct=d.mps_pct)
+
+
+def build_profiles(jobs: list[CurveJob], build, workers: int = 1, progress: bool = True) -> pd.DataFrame:
+    """`build` (analytic_rows or simulated_rows) on every job, sorted by model, tp, mps_pct, rate.
+
+    A progress bar on stderr counts finished curves. Each curve depends only on its job, so the
+    result is the same for any number of workers.
+    """
     bar = tqdm(total=len(jobs), desc="latency curves", unit="curve", disable=not progress)
     frames = []
     if workers > 1:
@@ -65,7 +85,7 @@ def build_profiles(jobs: list[CurveJob], build=analytic_rows, workers: int = 1, 
 def write_profiles(profiles: pd.DataFrame, path: Path) -> None:
     """SPEC columns first, then any optional ones; times rounded to 0.01 ms, rates to 0.001 requests/s."""
     rounded = profiles.round({"rate_rps": 3}).round({c: 2 for c in profiles.columns if c.endswith("_ms")})
-    columns = list(PROFILE_COLUMNS) + [c for c in profiles.columns if c not in PROFILE_COLUMNS]
+    columns = list(PROFILE_COLUMNS) + sorted(c for c in profiles.columns if c not in PROFILE_COLUMNS)
     rounded[columns].to_csv(path, index=False)
 
 
