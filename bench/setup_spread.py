@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.heuristic import DEFAULT_UTILIZATION_FLOOR, setup_spread  # noqa: E402
+from models.heuristic import DEFAULT_UTILIZATION_FLOOR, format_spread, setup_spread  # noqa: E402
 from models.instance import load_instance  # noqa: E402
 
 DEFAULT_INSTANCES = (REPO / "data" / "paper-4xA100", REPO / "data" / "paper-8xA100")
@@ -29,10 +29,8 @@ DEFAULT_INSTANCES = (REPO / "data" / "paper-4xA100", REPO / "data" / "paper-8xA1
 
 def report(folder: Path, floor: float, show: int) -> None:
     spread = setup_spread(load_instance(folder), utilization_floor=floor)
+    print(format_spread(spread, floor))
     within = spread.setups.dropna(subset=["quality"]).sort_values("quality", ascending=False)
-    print(f"{spread.instance} (floor {floor:g}): {len(spread.setups)} setups kept, {len(within)} within the target; "
-          f"best {spread.best:.6f}, worst {spread.worst:.6f}, spread {100 * spread.spread:.1f}%; "
-          f"{spread.seconds:.1f} s")
     if len(within) <= 2 * show:
         print(within.to_string(index=False))
     elif show:

@@ -89,6 +89,8 @@ def compute_pct(setup: Setup) -> int:
 
 def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
     """Every setup of usable options, pruned by total compute, the floor and first-fit decreasing."""
+    if not 0 <= utilization_floor <= 1:
+        raise ValueError(f"utilization floor {utilization_floor!r} is not a fraction of the cluster's compute in [0, 1]")
     choices = [model_choices(instance, m) for m in instance.models]
     compute = [np.array([0 if o is None else o.tp * o.mps_pct for o in c]) for c in choices]
     total = sum(np.meshgrid(*compute, indexing="ij"))
@@ -200,7 +202,8 @@ class PriceTuner:
     mismatch: np.ndarray | None = None  # routed - w at the last prices
 
     @classmethod
-    def start(cls, router: PriceRouter, prices: np.ndarray | None = None, step: float = FIRST_PRICE_STEP) -> "PriceTuner":
+    def start(cls, router: PriceRouter, prices: np.ndarray | None = None,
+              step: float = FIRST_PRICE_STEP) -> "PriceTuner":
         """Prices (zero by default) and a first step per model."""
         models = router.model_count
         prices = np.zeros(models) if prices is None else prices.copy()
@@ -576,6 +579,14 @@ class SetupSpread:
         return self.best / self.worst - 1
 
 
+def format_spread(spread: SetupSpread, floor: float) -> str:
+    """One line: setups kept, how many reach the target, best, worst and the spread between them."""
+    within = int(spread.setups.quality.notna().sum())
+    return (f"{spread.instance} (utilization floor {floor:g}): {len(spread.setups)} setups kept, {within} within the "
+            f"target; quality best {spread.best:.6f}, worst {spread.worst:.6f}, spread {100 * spread.spread:.1f}%; "
+            f"{spread.seconds:.1f} s")
+
+
 def setup_spread(instance: Instance, utilization_floor: float = DEFAULT_UTILIZATION_FLOOR) -> SetupSpread:
     """Best and worst achievable quality across the setups pruning keeps (the paper's spread statistic)."""
     start = time.perf_counter()
@@ -583,11 +594,12 @@ def setup_spread(instance: Instance, utilization_floor: float = DEFAULT_UTILIZAT
     rows = []
     for result in search_setups(instance, prompts, utilization_floor).results:
         within = result.candidate is not None
+        latency = SetupLatency.of(instance, result.setup)
         rows.append({
             "setup": describe_setup(instance, result.setup),
             "compute_pct": compute_pct(result.setup),
             "quality": exact_quality(prompts, result) if within else np.nan,
-            "mean_ttft_ms": SetupLatency.of(instance, result.setup).total(result.candidate.shares) if within else np.nan,
+            "mean_ttft_ms": latency.total(result.candidate.shares) if within else np.nan,
         })
     return SetupSpread(instance.name, pd.DataFrame(rows), time.perf_counter() - start)
 

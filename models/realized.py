@@ -145,7 +145,8 @@ def routed_quality(router: PriceRouter, prices: np.ndarray) -> tuple[np.ndarray,
     return shares, constant + float(prices @ shares)
 
 
-def believed_routing(instance: Instance, prompts: Prompts, setup: Setup, placement: Placement) -> BelievedRouting | None:
+def believed_routing(instance: Instance, prompts: Prompts, setup: Setup,
+                     placement: Placement) -> BelievedRouting | None:
     """The LP of the module docstring on one setup; None when even the fastest model alone exceeds tau."""
     deployed = [k for k, o in enumerate(setup) if o is not None]
     ttft0, tau = zero_load_ttft(instance, setup), instance.slo_mean_ttft_ms
@@ -188,7 +189,8 @@ def bracket_multiplier(router: PriceRouter, ttft0: np.ndarray, tau: float) -> tu
 
 
 def solve_fixed_latency(instance: Instance, utilization_floor: float = DEFAULT_UTILIZATION_FLOOR) -> Plan:
-    """The fixed-latency router's plan on the setup it believes best; status `infeasible` when it truly breaks the SLO."""
+    """The fixed-latency router's plan on the setup it believes best; status `infeasible` when it truly
+    breaks the SLO."""
     start = time.perf_counter()
     prompts = Prompts.merge(instance.scores)
     kept = prune_setups(instance, utilization_floor).kept

@@ -19,7 +19,7 @@ import pytest
 
 from models.brute_force import solve_enumerate
 from models.evaluate import evaluate_plan
-from models.heuristic import (PriceRouter, SetupLatency, exact_quality, first_fit_decreasing, project,
+from models.heuristic import (PriceRouter, SetupLatency, exact_quality, first_fit_decreasing, format_spread, project,
                               prune_setups, repair, search_setups, search_summary, setup_spread,
                               solve_heuristic)
 from models.instance import Curve, Instance, Model, Option, load_instance
@@ -73,6 +73,8 @@ def test_tiny_pruning_counts(tiny):
     assert (search.considered, search.over_compute, search.under_floor, search.unpackable) == (6, 3, 1, 1)
     assert [setup for setup, _ in search.kept] == [(Option(2, 50), Option(2, 50))]  # C
     assert len(prune_setups(tiny, 0.75).kept) == 2  # A (exactly 75%) and C
+    with pytest.raises(ValueError, match="not a fraction"):
+        prune_setups(tiny, 1.5)
 
 
 def test_first_fit_decreasing_places_validly_and_never_beats_exact_search(random_instances):
@@ -96,8 +98,9 @@ def test_first_fit_decreasing_can_miss_a_packing():
     models = tuple(Model(f"m{i}", 1.0, 0.0) for i in range(len(shares)))
     curves = {(m.name, Option(1, s)): Curve((10.0,), (10.0,)) for m, s in zip(models, shares)}
     instance = Instance(name="ffd", description="", folder=Path("."), gpu_count=2, gpu_memory_gb=80.0, gpu_type="",
-                        arrival_rate_rps=10.0, slo_mean_ttft_ms=100.0, tp_options=(1,), mps_options=tuple(sorted(set(shares))),
-                        models=models, curves=MappingProxyType(curves), prompt_ids=("p",), scores=np.zeros((1, len(shares))))
+                        arrival_rate_rps=10.0, slo_mean_ttft_ms=100.0, tp_options=(1,),
+                        mps_options=tuple(sorted(set(shares))), models=models, curves=MappingProxyType(curves),
+                        prompt_ids=("p",), scores=np.zeros((1, len(shares))))
     setup = tuple(Option(1, s) for s in shares)
     assert first_fit_decreasing(instance, setup) is None
     assert find_placement(instance, setup) is not None
@@ -245,3 +248,4 @@ def test_tiny_spread(tiny):
     assert spread.worst == pytest.approx(TINY_A, abs=1e-4)
     assert spread.best == pytest.approx(TINY_OPTIMUM, abs=1e-4)
     assert spread.spread == pytest.approx(TINY_OPTIMUM / TINY_A - 1, abs=1e-3)
+    assert format_spread(spread, 0.0).startswith("tiny (utilization floor 0): 2 setups kept, 2 within the target")
