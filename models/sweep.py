@@ -1,0 +1,133 @@
+"""The quality-vs-target frontier: solve one instance at a range of mean-TTFT targets with several methods.
+
+At each target tau the instance is solved as given except for `slo_mean_ttft_ms = tau`.
+The result is a tidy table, one row per (target, method):
+
+    instance            the instance's name
+    target_ms           the mean-TTFT target tau of this row (ms)
+    method              `exact`, `heuristic` or a baseline of `models/baselines.py`
+    status              the plan's solver status (SPEC section 3); with no plan: `infeasible`, `time_limit`,
+                        `rejected` (by the independent evaluator) or `error` (the solver's internal error)
+    quality             the plan's mean predicted quality Q; empty when there is no plan
+    mean_ttft_ms        the plan's predicted mean TTFT (ms); empty when there is no plan
+    seconds             wall-clock time of the solve (s)
+    setup               each model's option (`-` when not deployed); empty when there is no plan
+    reason              why there is no plan, when there is none
+    quality_best_model  Q with every prompt sent to its best model, latency ignored: no plan at any target beats it
+
+`write_sweep` writes the table as CSV and the frontier as PNG (`models/plots.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from models.baselines import BASELINES, solve_baseline
+from models.evaluate import evaluate_plan
+from models.exact import solve_exact
+from models.heuristic import solve_heuristic
+from models.instance import Instance
+from models.plan import Infeasible, NoPlanInTime, Plan
+from models.plots import plot_frontier, save
+from models.setup import describe_setup
+
+SWEEP_METHODS: dict[str, Callable[..., Plan]] = {
+    "exact": solve_exact,
+    "heuristic": partial(solve_heuristic, progress=False),
+    **{name: partial(solve_baseline, name=name) for name in BASELINES},
+}
+DEFAULT_METHODS = tuple(SWEEP_METHODS)
+COLUMNS = ("instance", "target_ms", "method", "status", "quality", "mean_ttft_ms", "seconds", "setup", "reason",
+           "quality_best_model")
+TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
+
+
+def parse_targets(text: str) -> tuple[float, ...]:
+    """`a:b:step` (ms) as the targets a, a + step, ..., up to b inclusive; for argparse's `type=`."""
+    parts = text.split(":")
+    try:
+        start, stop, step = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three numbers in ms, e.g. 100:500:50)") from None
+    if not all(math.isfinite(v) for v in (start, stop, step)) or not 0 < start <= stop or not step > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < a <= b and step > 0 (a:b:step in ms)")
+    count = math.floor((stop - start) / step * (1 + 1e-12)) + 1
+    return tuple(round(start + k * step, TARGET_DIGITS) for k in range(count))
+
+
+def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence[str] = DEFAULT_METHODS,
+              time_limit: float | None = None, check: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Solve the instance at every target with every method; the table of the module docstring.
+
+    A method with no plan at a target (infeasible, the time limit passed, or an internal error of
+    the solver, which is also reported on stderr) gives a row with empty quality and the reason.
+    With `check`, every plan goes through the independent evaluator at its target. Progress goes
+    to stderr.
+    """
+    unknown = [name for name in methods if name not in SWEEP_METHODS]
+    if unknown:
+        raise ValueError(f"sweep methods: unknown {', '.join(unknown)} (known: {', '.join(SWEEP_METHODS)})")
+    best_model = float(instance.scores.max(axis=1).mean())
+    rows = []
+    runs = [(target, name) for target in targets_ms for name in methods]
+    for target, name in tqdm(runs, desc=f"sweep {instance.name}", file=sys.stderr, disable=not progress):
+        at_target = dataclasses.replace(instance, slo_mean_ttft_ms=float(target))
+        row = solve_at_target(at_target, name, time_limit, check)
+        rows.append({"instance": instance.name, "target_ms": float(target), "method": name, **row,
+                     "quality_best_model": best_model})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def solve_at_target(instance: Instance, method: str, time_limit: float | None, check: bool) -> dict:
+    """One row's status, quality, mean TTFT, seconds, setup and reason."""
+    start = time.perf_counter()
+    try:
+        plan = SWEEP_METHODS[method](instance, time_limit=time_limit)
+    except Infeasible as err:
+        return no_plan("infeasible", str(err), time.perf_counter() - start)
+    except NoPlanInTime as err:
+        return no_plan("time_limit", str(err), time.perf_counter() - start)
+    except RuntimeError as err:  # a solver's internal error: one row of the sweep, not the whole sweep
+        tqdm.write(f"sweep: {method} at {instance.slo_mean_ttft_ms:g} ms: {err}", file=sys.stderr)
+        return no_plan("error", str(err), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if check:
+        evaluation = evaluate_plan(instance, plan.to_dict())
+        if not evaluation.consistent:
+            problems = [v.message for v in evaluation.violations] + list(evaluation.mismatches)
+            return no_plan("rejected", "the independent evaluator rejects the plan: " + "; ".join(problems), seconds)
+    return {"status": plan.solver.status, "quality": plan.quality, "mean_ttft_ms": plan.mean_ttft_ms,
+            "seconds": seconds, "setup": describe_setup(instance, plan.setup), "reason": ""}
+
+
+def no_plan(status: str, reason: str, seconds: float) -> dict:
+    return {"status": status, "quality": np.nan, "mean_ttft_ms": np.nan, "seconds": seconds, "setup": "",
+            "reason": reason}
+
+
+def frontier(table: pd.DataFrame) -> pd.DataFrame:
+    """Quality by target (rows) and method (columns, in the sweep's order); NaN where there is no plan."""
+    methods = list(dict.fromkeys(table.method))
+    return table.pivot(index="target_ms", columns="method", values="quality")[methods]
+
+
+def write_sweep(table: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """`<instance>-sweep.csv` and `<instance>-frontier.png` in `folder` (created if needed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = table.instance.iloc[0]
+    csv_path = folder / f"{name}-sweep.csv"
+    table.to_csv(csv_path, index=False)
+    png_path = save(plot_frontier(table, frontier(table)), folder / f"{name}-frontier.png")
+    return [csv_path, png_path]
