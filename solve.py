@@ -4,6 +4,8 @@
     python solve.py [INSTANCE_DIR] [--method NAME|all] [--time-limit SECONDS] [--out PLAN.json]
                     [--out-dir DIR] [--threads N] [--mip-gap GAP] [--formulation cuts|per-prompt]
                     [--write-model FILE.lp]
+    python solve.py profile INSTANCE_DIR --table llama.json --trace TRACE.csv ...
+                    (latency curves from measured step times; `python solve.py profile --help`)
 
 With no instance it solves the default shipped instance with every method and
 prints the comparison (`--method all`). Exit status: 0 a plan was found;
@@ -23,6 +25,7 @@ from models.evaluate import evaluate_plan
 from models.instance import InputError, load_instance
 from models.methods import METHODS, SolveOptions
 from models.plan import Infeasible, NoPlanInTime, write_plan
+from models.profiling import cli as profile_cli
 from models.report import format_plan
 from models.solver import DEFAULT_MIP_GAP
 
@@ -124,7 +127,13 @@ def run_all(instance, args) -> int:
     return EXIT_INFEASIBLE
 
 
+SUBCOMMANDS = {"profile": profile_cli.main}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
     try:
         instance = load_instance(args.instance or DEFAULT_INSTANCE)
