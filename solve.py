@@ -3,7 +3,7 @@
 
     python solve.py [INSTANCE_DIR] [--method NAME|all] [--time-limit SECONDS] [--out PLAN.json]
                     [--out-dir DIR] [--threads N] [--mip-gap GAP] [--formulation cuts|per-prompt]
-                    [--write-model FILE.lp]
+                    [--write-model FILE.lp] [--utilization-floor FRACTION] [--spread]
     python solve.py profile INSTANCE_DIR --table llama.json --trace TRACE.csv ...
                     (latency curves from measured step times; `python solve.py profile --help`)
 
@@ -22,10 +22,12 @@ from pathlib import Path
 from models.brute_force import TooLarge
 from models.compare import compare, format_comparison
 from models.evaluate import evaluate_plan
+from models.heuristic import DEFAULT_UTILIZATION_FLOOR, format_spread, search_summary, setup_spread
 from models.instance import InputError, load_instance
 from models.methods import METHODS, SolveOptions
 from models.plan import Infeasible, NoPlanInTime, write_plan
 from models.profiling import cli as profile_cli
+from models.realized import format_realized, realized_routing
 from models.report import format_plan
 from models.solver import DEFAULT_MIP_GAP
 
@@ -55,6 +57,12 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--formulation", choices=("cuts", "per-prompt"), default="cuts",
                         help="exact: quality by dual-price cuts (default) or one routing variable per prompt")
     parser.add_argument("--write-model", metavar="FILE.lp", help="exact: write the MIP (.lp or .mps) as solved")
+    parser.add_argument("--utilization-floor", type=fraction, default=DEFAULT_UTILIZATION_FLOOR, metavar="FRACTION",
+                        help="heuristic and fixed-latency: keep setups using at least this fraction of the "
+                             f"cluster's compute (default {DEFAULT_UTILIZATION_FLOOR:g}, the paper's rule)")
+    parser.add_argument("--spread", action="store_true",
+                        help="also report the best and worst quality over the setups pruning keeps (the "
+                             "paper's spread statistic, from the heuristic's inner solver)")
     args = parser.parse_args(argv)
     if args.write_model and not args.write_model.endswith((".lp", ".mps")):
         parser.error(f"--write-model {args.write_model}: the file name must end in .lp or .mps")
@@ -73,6 +81,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1]")
+    return value
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
@@ -82,7 +97,7 @@ def positive_int(text: str) -> int:
 def solve_options(args) -> SolveOptions:
     return SolveOptions(time_limit=args.time_limit, threads=args.threads, mip_gap=args.mip_gap,
                         per_prompt=args.formulation == "per-prompt", write_model=args.write_model,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), utilization_floor=args.utilization_floor)
 
 
 def error(message: str, status: int) -> int:
@@ -102,6 +117,9 @@ def run_method(instance, name: str, args) -> int:
         return error(f"error: {err}", EXIT_USAGE)
     evaluation = evaluate_plan(instance, plan.to_dict())
     print(format_plan(plan, evaluation))
+    if plan.method == "heuristic":
+        print(search_summary(plan.notes))
+    print(format_realized(realized_routing(instance, plan)))
     if plan.solver.status == "infeasible":
         return error(f"infeasible: {name} breaks the SLO: predicted mean TTFT {plan.mean_ttft_ms:.2f} ms "
                      f"> target {plan.slo_ms:g} ms; it is a reference, not a plan", EXIT_INFEASIBLE)
@@ -139,9 +157,10 @@ def main(argv=None) -> int:
         instance = load_instance(args.instance or DEFAULT_INSTANCE)
     except InputError as err:
         return error(f"error: {err}", EXIT_USAGE)
-    if args.method == "all":
-        return run_all(instance, args)
-    return run_method(instance, args.method, args)
+    status = run_all(instance, args) if args.method == "all" else run_method(instance, args.method, args)
+    if args.spread:
+        print(format_spread(setup_spread(instance, utilization_floor=args.utilization_floor), args.utilization_floor))
+    return status
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from models.baselines import BASELINES, solve_baseline
 from models.brute_force import solve_enumerate
 from models.exact import solve_exact
 from models.greedy import solve_quality_greedy
+from models.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic
 from models.instance import Instance
 from models.plan import Plan
+from models.realized import solve_fixed_latency
 from models.solver import DEFAULT_MIP_GAP
 
 
@@ -23,6 +25,7 @@ class SolveOptions:
     per_prompt: bool = False
     write_model: str | None = None
     progress: bool = False
+    utilization_floor: float = DEFAULT_UTILIZATION_FLOOR
 
 
 Method = Callable[[Instance, SolveOptions], Plan]
@@ -31,10 +34,11 @@ METHODS: dict[str, Method] = {
     "exact": lambda instance, o: solve_exact(
         instance, time_limit=o.time_limit, mip_gap=o.mip_gap, threads=o.threads, write_model=o.write_model,
         progress=o.progress, per_prompt=o.per_prompt),
+    "heuristic": lambda instance, o: solve_heuristic(
+        instance, time_limit=o.time_limit, utilization_floor=o.utilization_floor, progress=o.progress),
     "enumerate": lambda instance, o: solve_enumerate(instance, time_limit=o.time_limit),
     **{name: (lambda instance, o, name=name: solve_baseline(instance, name, time_limit=o.time_limit))
        for name in BASELINES},
     "quality-greedy": lambda instance, o: solve_quality_greedy(instance),
+    "fixed-latency": lambda instance, o: solve_fixed_latency(instance, utilization_floor=o.utilization_floor),
 }
-
-LATENCY_OBLIVIOUS = ("quality-greedy",)  # references: their plans may break the SLO, and are marked so

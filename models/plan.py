@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -82,7 +83,7 @@ class Plan:
                     "gpus": [int(g) for g in row.gpus],
                     "share": float(row.share),
                     "load_rps": float(row.load_rps),
-                    "ttft_ms": float(row.ttft_ms) if row.deployed else None,
+                    "ttft_ms": finite_or_none(row.ttft_ms) if row.deployed else None,
                     "price": None if pd.isna(row.price) else float(row.price),
                 }
             )
@@ -90,7 +91,7 @@ class Plan:
             "instance": self.instance,
             "method": self.method,
             "quality": float(self.quality),
-            "mean_ttft_ms": float(self.mean_ttft_ms),
+            "mean_ttft_ms": finite_or_none(self.mean_ttft_ms),
             "slo_mean_ttft_ms": float(self.slo_ms),
             "slo_met": self.slo_met,
             "models": models,
@@ -103,6 +104,11 @@ class Plan:
             "sensitivity": dict(self.sensitivity) if self.sensitivity else None,
             "notes": dict(self.notes),
         }
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no infinity: an overloaded model's TTFT (and so the mean) is written as null."""
+    return float(value) if math.isfinite(value) else None
 
 
 def build_plan(

@@ -45,7 +45,7 @@ from models.instance import Instance
 from models.latency import latency_ms, share_pieces
 from models.plan import Infeasible, Plan, SolverReport, build_plan
 from models.setup import Placement, Setup, describe_setup
-from models.transport import Prompts
+from models.transport import Prompts, price_choices
 
 MU_BISECTION_STEPS = 50  # halvings of the multiplier's bracket: to about float precision
 
@@ -86,8 +86,8 @@ def price_rule(plan: Plan) -> np.ndarray:
 
 
 def realized_routing(instance: Instance, plan: Plan) -> RealizedRouting:
-    """Route every prompt by the plan's prices (ties to the model listed first) and measure the result."""
-    chosen = np.argmax(instance.scores - price_rule(plan), axis=1)
+    """Route every prompt by the plan's prices (`price_choices`: ties to the model listed first) and measure it."""
+    chosen = price_choices(instance.scores, price_rule(plan))
     shares = np.bincount(chosen, minlength=len(instance.models)) / instance.prompt_count
     lam = instance.arrival_rate_rps
     rows, total = [], 0.0

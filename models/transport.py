@@ -30,6 +30,7 @@ import numpy as np
 
 CERTIFICATE_TOL = 1e-9  # a fixed row may trail its best model by this much (score units)
 SHARE_TOL = 1e-9
+TIE_TOL = 1e-9  # the price rule counts models this close to the best as tied; ties go to the first model
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +83,13 @@ def price_unused(prompts: Prompts, used: np.ndarray, prices: np.ndarray) -> np.n
     full = np.max(prompts.rows - utility[:, None], axis=0)
     full[used] = prices
     return full
+
+
+def price_choices(scores: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """The price rule prompt by prompt: argmax_i s[x,i] - alpha_i, ties (within TIE_TOL) to the first model.
+    The tolerance keeps prices that differ by rounding noise from deciding ties."""
+    utilities = scores - prices
+    return np.argmax(utilities >= utilities.max(axis=1, keepdims=True) - TIE_TOL, axis=1)
 
 
 def check_shares(shares) -> np.ndarray:
