@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import shlex
 import subprocess
 
@@ -45,6 +46,34 @@ def test_launch_script_is_valid_bash_with_the_plans_setup(tiny, tiny_plan, tmp_p
         assert int(line["--tensor-parallel-size"]) == row.tp
     assert len({line["--port"] for line in lines.values()}) == 2
     assert "nvidia-cuda-mps-control -d" in script.read_text() and "nvidia-cuda-mps-control -d" in note.read_text()
+
+
+def stub(folder, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("daemon_running", [True, False])
+def test_launch_script_starts_each_server_only_under_mps(tiny, tiny_plan, tmp_path, daemon_running):
+    # Run launch.sh with stand-ins for pgrep (the daemon check) and python (the servers), which
+    # record the environment and arguments each server would get.
+    script = write_export(tiny, tiny_plan, tmp_path / "export")[0]
+    stubs, calls = tmp_path / "bin", tmp_path / "calls"
+    stubs.mkdir()
+    calls.mkdir()
+    stub(stubs, "pgrep", "exit 0" if daemon_running else "exit 1")
+    stub(stubs, "python", f'echo "$CUDA_VISIBLE_DEVICES $CUDA_MPS_ACTIVE_THREAD_PERCENTAGE $*" > {calls}/$$')
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    started = sorted(path.read_text().split() for path in calls.iterdir())
+    if not daemon_running:
+        assert run.returncode == 1 and "nvidia-cuda-mps-control -d" in run.stderr and started == []
+        return
+    assert run.returncode == 0
+    # setup C of data/tiny/README.md: both models tp2 at MPS 50% on GPUs 0 and 1
+    assert [(s[0], s[1], s[s.index("--model") + 1], s[s.index("--tensor-parallel-size") + 1]) for s in started] == [
+        ("0,1", "50", "large", "2"), ("0,1", "50", "small", "2")]
 
 
 def test_memory_fractions_are_the_shards_and_fit_each_gpu(tiny, tiny_plan, tmp_path):
