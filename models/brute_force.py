@@ -34,11 +34,11 @@ import pyomo.environ as pyo
 
 from models.instance import Instance
 from models.latency import share_pieces
-from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
+from models.routing import SLO_MARGIN
+from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
 from models.setup import Setup, describe_setup, placeable_setups
 from models.solver import SolveResult, solve_model
 
-SLO_MARGIN = 1e-9  # relative: plans keep this much below the target, above the LP's feasibility tolerance
 WORK_LIMIT = 400_000  # setups x rows x models that one minute of solving covers here (see bench/)
 
 
@@ -134,7 +134,8 @@ def solve_setup(instance: Instance, setup: Setup, time_limit: float | None) -> t
         v.fix(round(v.value))
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(m)
     m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-    solve_model(m, tight_lp=True)
+    if solve_model(m, tight_lp=True).status != "optimal":
+        return result, None  # the MILP met the target only within HiGHS's tolerance: no plan keeps the margin
     shares, prices = [], []
     for k, option in enumerate(setup):
         deployed = option is not None
@@ -184,8 +185,7 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None) -> Plan
         if timed_out:
             raise NoPlanInTime(f"enumerate: time limit of {time_limit:g} s passed with no plan")
         lowest = min(lowest_mean_ttft(instance, s) for s, _ in setups)
-        raise Infeasible(f"the lowest mean TTFT any setup reaches is {lowest:.2f} ms, "
-                         f"above the target {instance.slo_mean_ttft_ms:g} ms")
+        raise Infeasible(slo_out_of_reach(lowest, instance.slo_mean_ttft_ms, SLO_MARGIN))
     setup, placement, routing = best
     report = SolverReport("time_limit" if timed_out else "optimal", seconds, None if timed_out else 0.0,
                           None if timed_out else routing.quality)

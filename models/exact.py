@@ -67,7 +67,7 @@ import pyomo.environ as pyo
 
 from models.instance import Instance, Option
 from models.latency import share_pieces
-from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
+from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
 from models.routing import CAPACITY_MARGIN, SLO_MARGIN, SetupRouting, solve_routing_lp
 from models.setup import Placement, Setup
 from models.solver import DEFAULT_MIP_GAP, make_solver, solve_model
@@ -188,6 +188,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
         add_per_prompt_routing(m, Prompts.merge(instance.scores))
     else:
         m.quality_cuts = pyo.ConstraintList(doc="(11) outer approximation of Q(w) by its dual prices")
+    m.excluded_setups = pyo.ConstraintList(doc="setups that meet the target only within the solver's tolerance")
     m.objective = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
     return m
 
@@ -269,9 +270,22 @@ def evaluate_mip_solution(m, solver, instance: Instance, prompts: Prompts, solve
     if with_cuts:
         shares, prices = optimize_setup(m, solver, prompts, prices, deadline)
     routing = solve_routing_lp(instance, setup, shares, prices)
-    if routing is None or routing.quality < at_shares.quality - 1e-9:
+    if routing is None:
+        # the MIP met the target only within HiGHS's tolerance: no plan keeps the margin on this setup
+        exclude_setup(m, setup)
+        return None
+    if routing.quality < at_shares.quality - 1e-9:
         raise RuntimeError("exact: the routing LP lost quality against the MIP's shares; this is a bug")
     return Candidate(setup, placement, routing)
+
+
+def exclude_setup(m: pyo.ConcreteModel, setup: Setup) -> None:
+    """A no-good cut: the MIP may not choose exactly this option (or none) for every model again."""
+    chosen = {(name, o.tp, o.mps_pct) for name, o in zip(m.MODELS, setup) if o is not None}
+    undeployed = {name for name, o in zip(m.MODELS, setup) if o is None}
+    m.excluded_setups.add(
+        sum(m.choose[c] for c in chosen) - sum(m.choose[c] for c in m.CHOICES if c[0] in undeployed)
+        <= len(chosen) - 1)
 
 
 def optimize_setup(m, solver, prompts: Prompts, prices: np.ndarray, deadline: float, tolerance: float = 1e-8,
@@ -394,6 +408,4 @@ def infeasibility_reason(instance: Instance) -> str:
     m.carried.deactivate()
     m.routed.activate()
     m.fastest = pyo.Objective(expr=sum(m.contribution[c] for c in m.CHOICES), sense=pyo.minimize)
-    result = solve_model(m)
-    return (f"the lowest mean TTFT any setup reaches is {result.objective:.2f} ms, "
-            f"above the target {instance.slo_mean_ttft_ms:g} ms")
+    return slo_out_of_reach(solve_model(m).objective, instance.slo_mean_ttft_ms, SLO_MARGIN)

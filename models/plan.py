@@ -21,6 +21,12 @@ class Infeasible(Exception):
     """No plan meets every constraint; the message says why when it is known."""
 
 
+def slo_out_of_reach(lowest_ms: float, target_ms: float, margin: float) -> str:
+    """The infeasibility reason when no setup gets the mean TTFT below the target (plans keep `margin`)."""
+    where = "above" if lowest_ms > target_ms else f"within the plans' margin ({margin:g}) of"
+    return f"the lowest mean TTFT any setup reaches is {lowest_ms:.2f} ms, {where} the target {target_ms:g} ms"
+
+
 class NoPlanInTime(Exception):
     """The time limit passed before any plan was found."""
 

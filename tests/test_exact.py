@@ -1,6 +1,8 @@
 """The joint MIP: tiny's hand optimum, agreement with `enumerate` on seeded random instances,
 the model's structure, determinism, and the routing prices (strong duality, the argmax rule)."""
 
+import dataclasses
+
 import numpy as np
 import pyomo.environ as pyo
 import pytest
@@ -126,6 +128,16 @@ def test_determinism(random_instances):
     for plan in (first, second):
         plan["solver"].pop("seconds")
     assert first == second
+
+
+@pytest.mark.parametrize("solve", [solve_exact, solve_enumerate])
+def test_target_at_the_lowest_reachable_ttft(tiny, solve):
+    """tiny's lowest mean TTFT is 18 ms (README): at exactly 18 ms no plan keeps the 1e-9 margin,
+    at 18.001 ms the plan sends 0.001 / 82 of the share to large (setup C, 18 + 82 w on large's first segment)."""
+    with pytest.raises(Infeasible, match="18.00 ms, within the plans' margin"):
+        solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.0))
+    plan = solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.001))
+    assert plan.shares[1] == pytest.approx(0.001 / 82, rel=1e-5)
 
 
 def test_time_limit_without_plan(tiny):
