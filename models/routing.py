@@ -40,7 +40,7 @@ from models.instance import Instance
 from models.latency import share_pieces
 from models.setup import Setup
 from models.solver import solve_model
-from models.transport import Prompts, certified
+from models.transport import Prompts, best_at
 
 SLO_MARGIN = 1e-9  # relative: plans keep this far below the target, above solver tolerances
 CAPACITY_MARGIN = 1e-9
@@ -145,20 +145,27 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint)
     """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
 
     The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
-    be close to the setup's optimal shares (they also pick the segment of non-convex curves). Until
-    the LP is feasible and certified, the window widens; at the latest it holds every row."""
+    be close to the setup's optimal shares (they also pick the segment of non-convex curves). Fixed
+    rows that fail the certificate join the window; when the fixed rows make the LP infeasible, the
+    window widens. It only grows, so at the latest it holds every row."""
     deployed = deployed_models(setup)
     prompts = Prompts.merge(instance.scores[:, deployed])
     segments = nonconvex_segments(instance, setup, shares_hint)
     center = np.asarray(prices_hint, dtype=float)[deployed]
+    best, margin = best_models(prompts.rows, center)
     window = 1e-6
+    inside = margin <= window
     while True:
-        best, margin = best_models(prompts.rows, center)
-        inside = margin <= window
-        routing = window_routing(instance, setup, prompts, inside, best, segments)
-        if routing is not None or inside.all():
+        routing, violated = window_routing(instance, setup, prompts, inside, best, segments)
+        if routing is not None:
             return routing
-        window = max(4 * window, float(np.min(margin[~inside])))
+        if violated is not None:
+            inside |= violated
+        elif inside.all():
+            return None
+        else:
+            window = max(4 * window, float(np.min(margin[~inside])))
+            inside |= margin <= window
 
 
 def best_models(rows: np.ndarray, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,8 +187,9 @@ def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, in
     return segments
 
 
-def window_routing(instance, setup, prompts: Prompts, inside, best, segments) -> SetupRouting | None:
-    """Solve the LP with rows outside the window fixed to `best`; None unless solved and certified."""
+def window_routing(instance, setup, prompts: Prompts, inside, best, segments):
+    """Solve the LP with rows outside the window fixed to `best`. Returns (routing, None) once certified,
+    (None, the fixed rows that fail the certificate) if not, and (None, None) if the LP is infeasible."""
     deployed = deployed_models(setup)
     outside = ~inside
     fixed_load = np.bincount(best[outside], weights=prompts.counts[outside], minlength=len(deployed))
@@ -192,16 +200,18 @@ def window_routing(instance, setup, prompts: Prompts, inside, best, segments) ->
     m.rc = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     result = solve_model(m, tight_lp=True)
     if result.status != "optimal":
-        return None
+        return None, None
     prices = np.array([-m.dual[m.share_definition[i]] for i in deployed])
-    if not certified(prompts.rows[outside], best[outside], prices):
-        return None
+    violated = outside & ~best_at(prompts.rows, best, prices)
+    if violated.any():
+        return None, violated
     shares = np.zeros(len(setup))
     shares[deployed] = [m.share[i].value for i in deployed]
     all_prices = np.full(len(setup), np.nan)
     all_prices[deployed] = prices
-    return SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, int(inside.sum()),
-                        *marginal_values(m, instance.arrival_rate_rps))
+    routing = SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, int(inside.sum()),
+                           *marginal_values(m, instance.arrival_rate_rps))
+    return routing, None
 
 
 def marginal_values(m: pyo.ConcreteModel, lam: float) -> tuple[float, float]:

@@ -16,9 +16,11 @@ in every optimal routing. So:
 2. send every row whose margin exceeds a window to its best model, and solve
    the LP exactly over the rows left in the window;
 3. certify: with the LP's prices, every fixed row's model must still be a
-   best one (complementary slackness for the whole LP). If some row fails,
-   widen the window and repeat. A certified answer is an optimal solution of
-   the whole LP, primal and dual.
+   best one (complementary slackness for the whole LP). Rows that fail join
+   the window (as columns join a restricted master in column generation) and
+   the LP is solved again; if the fixed rows overload a model, the window
+   widens. A certified answer is an optimal solution of the whole LP, primal
+   and dual. The window only grows, so this ends, at worst with every row.
 """
 
 from __future__ import annotations
@@ -110,16 +112,22 @@ def routing_on(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None) -
     best = np.argmax(utilities, axis=1)
     margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2]
     window = max(1e-6, 2 * float(np.quantile(margin, min(1.0, 2 * len(shares) / len(margin)))))
+    inside = margin <= window
     while True:
-        inside = margin <= window
         fixed_load = np.bincount(best[~inside], weights=prompts.counts[~inside], minlength=len(shares))
+        solved = None
         if np.all(fixed_load <= capacity + 1e-9):
             solved = window_lp(prompts.rows[inside], prompts.counts[inside], capacity - fixed_load)
-            if solved is not None and certified(prompts.rows[~inside], best[~inside], solved[1]):
+        if solved is not None:
+            violated = ~inside & ~best_at(prompts.rows, best, solved[1])
+            if not violated.any():
                 return assemble(prompts, inside, best, *solved)
-        if inside.all():
+            inside |= violated
+        elif inside.all():
             raise RuntimeError("transportation LP over every row failed its own certificate")
-        window *= 4
+        else:
+            window *= 4
+            inside |= margin <= window
 
 
 def smoothed_prices(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -190,6 +198,7 @@ def window_lp(rows: np.ndarray, counts: np.ndarray, capacity: np.ndarray):
     lp.a_matrix_.value_ = np.ones(2 * lp.num_col_)
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("presolve", "off")  # on these degenerate LPs presolve costs more than it saves
     highs.setOptionValue("primal_feasibility_tolerance", 1e-10)
     highs.setOptionValue("dual_feasibility_tolerance", 1e-10)
     highs.passModel(lp)
@@ -202,11 +211,12 @@ def window_lp(rows: np.ndarray, counts: np.ndarray, capacity: np.ndarray):
     return -highs.getInfo().objective_function_value, prices, y
 
 
-def certified(rows: np.ndarray, assigned: np.ndarray, prices: np.ndarray) -> bool:
-    """Every fixed row's model is a best one at these prices (complementary slackness)."""
+def best_at(rows: np.ndarray, assigned: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Per row, whether its assigned model is a best one at these prices (complementary slackness)."""
     utilities = rows - prices
     chosen = utilities[np.arange(len(assigned)), assigned]
-    return bool(np.all(chosen >= utilities.max(axis=1) - CERTIFICATE_TOL))
+    return chosen >= utilities.max(axis=1) - CERTIFICATE_TOL
+
 
 
 def assemble(prompts: Prompts, inside, best, window_value, prices, y) -> Routing:
