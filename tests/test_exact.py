@@ -13,7 +13,7 @@ from models.evaluate import evaluate_plan
 from models.exact import build_joint_mip, solve_exact
 from models.instance import Option, load_instance
 from models.plan import Infeasible, NoPlanInTime
-from models.routing import build_routing_lp
+from models.routing import SLO_MARGIN, build_routing_lp
 from models.solver import solve_model
 from models.transport import Prompts, best_routing
 from random_instances import write_random_instance
@@ -133,11 +133,12 @@ def test_determinism(random_instances):
 @pytest.mark.parametrize("solve", [solve_exact, solve_enumerate])
 def test_target_at_the_lowest_reachable_ttft(tiny, solve):
     """tiny's lowest mean TTFT is 18 ms (README): at exactly 18 ms no plan keeps the 1e-9 margin,
-    at 18.001 ms the plan sends 0.001 / 82 of the share to large (setup C, 18 + 82 w on large's first segment)."""
+    at 18.001 ms the plan sends (18.001 (1 - 1e-9) - 18) / 82 of the share to large (setup C, mean TTFT
+    18 + 82 w on large's first segment, the target kept with the plans' margin)."""
     with pytest.raises(Infeasible, match="18.00 ms, within the plans' margin"):
         solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.0))
     plan = solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.001))
-    assert plan.shares[1] == pytest.approx(0.001 / 82, rel=1e-5)
+    assert plan.shares[1] == pytest.approx((18.001 * (1 - SLO_MARGIN) - 18) / 82, rel=1e-6)
 
 
 def test_time_limit_without_plan(tiny):
