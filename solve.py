@@ -2,15 +2,20 @@
 """The planner's command line.
 
     python solve.py [INSTANCE_DIR] [--method NAME|all] [--time-limit SECONDS] [--out PLAN.json]
-                    [--out-dir DIR] [--threads N] [--mip-gap GAP] [--formulation cuts|per-prompt]
-                    [--write-model FILE.lp] [--utilization-floor FRACTION] [--spread]
+                    [--out-dir DIR] [--plot DIR] [--export DIR] [--threads N] [--mip-gap GAP]
+                    [--formulation cuts|per-prompt] [--write-model FILE.lp]
+                    [--utilization-floor FRACTION] [--spread]
+    python solve.py sweep INSTANCE_DIR --slo-ms A:B:STEP [--methods NAME,...] [--plot DIR]
     python solve.py profile INSTANCE_DIR --table llama.json --trace TRACE.csv ...
-                    (latency curves from measured step times; `python solve.py profile --help`)
 
 With no instance it solves the default shipped instance with every method and
-prints the comparison (`--method all`). Exit status: 0 a plan was found;
-2 bad input or usage; 3 no feasible plan (or the method's plan breaks the SLO);
-4 the time limit passed with no plan.
+prints the comparison (`--method all`). `sweep` solves at a range of mean-TTFT
+targets and writes the quality frontier (CSV and PNG); `profile` builds latency
+curves from measured step times (`python solve.py profile --help`).
+
+Exit status: 0 a plan was found; 1 internal error; 2 bad input or usage; 3 no
+feasible plan (or the method's plan breaks the SLO); 4 the time limit passed
+with no plan.
 """
 
 from __future__ import annotations
@@ -20,27 +25,24 @@ import sys
 from pathlib import Path
 
 from models.brute_force import TooLarge
+from models.cli_args import EXIT_USAGE, OneLineParser, fraction, positive_float, positive_int
 from models.compare import compare, format_comparison
 from models.evaluate import evaluate_plan
+from models.export import ExportError, write_export
 from models.heuristic import DEFAULT_UTILIZATION_FLOOR, format_spread, search_summary, setup_spread
 from models.instance import InputError, load_instance
 from models.methods import METHODS, SolveOptions
 from models.plan import Infeasible, NoPlanInTime, write_plan
+from models.plots import write_plots
 from models.profiling import cli as profile_cli
 from models.realized import format_realized, realized_routing
 from models.report import format_plan
 from models.solver import DEFAULT_MIP_GAP
+from models.sweep import DEFAULT_METHODS, SWEEP_METHODS, frontier, parse_targets, run_sweep, write_sweep
 
 DEFAULT_INSTANCE = Path(__file__).resolve().parent / "data" / "paper-4xA100"
 
-EXIT_PLAN, EXIT_INTERNAL, EXIT_USAGE, EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME = 0, 1, 2, 3, 4
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr, exit status 2."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+EXIT_PLAN, EXIT_INTERNAL, EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME = 0, 1, 3, 4
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -51,6 +53,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS")
     parser.add_argument("--out", type=Path, metavar="PLAN.json", help="write the plan (SPEC section 3)")
     parser.add_argument("--out-dir", type=Path, metavar="DIR", help="--method all: write each method's plan")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="write the plan's GPU map and latency curves (PNG)")
+    parser.add_argument("--export", type=Path, metavar="DIR", help="write vLLM launch lines, router.json and a README")
     parser.add_argument("--threads", type=positive_int, default=None, help="HiGHS threads (default: HiGHS decides)")
     parser.add_argument("--mip-gap", type=positive_float, default=DEFAULT_MIP_GAP, metavar="GAP",
                         help=f"relative gap at which exact stops as optimal (default {DEFAULT_MIP_GAP:g})")
@@ -68,30 +72,9 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error(f"--write-model {args.write_model}: the file name must end in .lp or .mps")
     if args.method is None:
         args.method = "all" if args.instance is None else "exact"
+    if args.method == "all" and (args.plot or args.export or args.out):
+        parser.error("--plot, --export and --out take one method's plan; with --method all use --out-dir")
     return args
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1]")
-    return value
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
 
 
 def solve_options(args) -> SolveOptions:
@@ -120,6 +103,9 @@ def run_method(instance, name: str, args) -> int:
     if plan.method == "heuristic":
         print(search_summary(plan.notes))
     print(format_realized(realized_routing(instance, plan)))
+    if args.plot:
+        for path in write_plots(instance, plan, args.plot):
+            print(f"plot: {path}", file=sys.stderr)
     if plan.solver.status == "infeasible":
         return error(f"infeasible: {name} breaks the SLO: predicted mean TTFT {plan.mean_ttft_ms:.2f} ms "
                      f"> target {plan.slo_ms:g} ms; it is a reference, not a plan", EXIT_INFEASIBLE)
@@ -128,6 +114,12 @@ def run_method(instance, name: str, args) -> int:
                      EXIT_INTERNAL)
     if args.out:
         write_plan(plan, args.out)
+    if args.export:
+        try:
+            for path in write_export(instance, plan, args.export):
+                print(f"export: {path}", file=sys.stderr)
+        except ExportError as err:
+            return error(f"error: {err}", EXIT_INFEASIBLE)
     return EXIT_PLAN
 
 
@@ -136,8 +128,9 @@ def run_all(instance, args) -> int:
     table, outcomes = compare(instance, list(METHODS), solve_options(args), args.out_dir,
                               progress=sys.stderr.isatty())
     print(format_comparison(instance, table, outcomes))
-    if any(o.evaluator_agrees is False for o in outcomes):
-        return error("internal error: the independent evaluator rejects a plan (see the table)", EXIT_INTERNAL)
+    if any(o.evaluator_agrees is False or o.status == "error" for o in outcomes):
+        return error("internal error: a method failed or the evaluator rejects a plan (see the table)",
+                     EXIT_INTERNAL)
     if any(o.plan is not None and o.plan.solver.status != "infeasible" for o in outcomes):
         return EXIT_PLAN
     if any(o.status == "no plan in time" for o in outcomes):
@@ -145,7 +138,38 @@ def run_all(instance, args) -> int:
     return EXIT_INFEASIBLE
 
 
-SUBCOMMANDS = {"profile": profile_cli.main}
+def method_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    unknown = [n for n in names if n not in SWEEP_METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown {', '.join(unknown)} (known: {', '.join(SWEEP_METHODS)})")
+    return names
+
+
+def sweep_main(argv) -> int:
+    parser = OneLineParser(prog="solve.py sweep", description="quality vs mean-TTFT target: CSV and frontier PNG")
+    parser.add_argument("instance", type=Path)
+    parser.add_argument("--slo-ms", type=parse_targets, required=True, metavar="A:B:STEP")
+    parser.add_argument("--methods", type=method_list, default=DEFAULT_METHODS, metavar="NAME,...")
+    parser.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS", help="per solve")
+    parser.add_argument("--plot", type=Path, default=Path("."), metavar="DIR",
+                        help="folder for <instance>-sweep.csv and <instance>-frontier.png")
+    args = parser.parse_args(argv)
+    try:
+        instance = load_instance(args.instance)
+    except InputError as err:
+        return error(f"error: {err}", EXIT_USAGE)
+    table = run_sweep(instance, args.slo_ms, args.methods, time_limit=args.time_limit,
+                      progress=sys.stderr.isatty())
+    print(frontier(table).to_string())
+    for path in write_sweep(table, args.plot):
+        print(path)
+    if (table.status == "error").any() or (table.status == "rejected").any():
+        return error("internal error: a method failed or the evaluator rejected a plan (see the CSV)", EXIT_INTERNAL)
+    return EXIT_PLAN if table.quality.notna().any() else EXIT_INFEASIBLE
+
+
+SUBCOMMANDS = {"profile": profile_cli.main, "sweep": sweep_main}
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,7 @@ from models.evaluate import evaluate_plan
 from models.instance import Instance
 from models.methods import METHODS, SolveOptions
 from models.plan import Infeasible, NoPlanInTime, Plan, write_plan
+from models.solver import SolverError
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +51,9 @@ def run(instance: Instance, name: str, options: SolveOptions) -> Outcome:
         return Outcome(name, time.perf_counter() - start, reason=f"no plan in time: {err}")
     except TooLarge as err:
         return Outcome(name, time.perf_counter() - start, reason=f"refused: {err}")
+    except (RuntimeError, SolverError) as err:  # a bug: reported loudly, as this method's outcome only
+        print(f"internal error in {name}: {err}", file=sys.stderr)
+        return Outcome(name, time.perf_counter() - start, reason=f"error: {err}")
     evaluation = evaluate_plan(instance, plan.to_dict())
     agrees = evaluation.consistent if plan.solver.status != "infeasible" else not evaluation.feasible
     return Outcome(name, plan.solver.seconds, plan, agrees)

@@ -7,7 +7,7 @@ The result is a tidy table, one row per (target, method):
     target_ms           the mean-TTFT target tau of this row (ms)
     method              `exact`, `heuristic` or a baseline of `models/baselines.py`
     status              the plan's solver status (SPEC section 3); with no plan: `infeasible`, `time_limit`,
-                        `rejected` (by the independent evaluator) or `error` (the solver's internal error)
+                        `rejected` (by the independent evaluator) or `error` (a solver's internal error)
     quality             the plan's mean predicted quality Q; empty when there is no plan
     mean_ttft_ms        the plan's predicted mean TTFT (ms); empty when there is no plan
     seconds             wall-clock time of the solve (s)
@@ -24,30 +24,22 @@ import argparse
 import dataclasses
 import math
 import sys
-import time
-from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.baselines import BASELINES, solve_baseline
-from models.evaluate import evaluate_plan
-from models.exact import solve_exact
-from models.heuristic import solve_heuristic
+from models.baselines import BASELINES
+from models.compare import Outcome, run
 from models.instance import Instance
-from models.plan import Infeasible, NoPlanInTime, Plan
+from models.methods import SolveOptions
 from models.plots import plot_frontier, save
 from models.setup import describe_setup
 
-SWEEP_METHODS: dict[str, Callable[..., Plan]] = {
-    "exact": solve_exact,
-    "heuristic": partial(solve_heuristic, progress=False),
-    **{name: partial(solve_baseline, name=name) for name in BASELINES},
-}
-DEFAULT_METHODS = tuple(SWEEP_METHODS)
+SWEEP_METHODS = ("exact", "heuristic", *BASELINES)  # the methods that solve the problem, by name in models.methods
+DEFAULT_METHODS = SWEEP_METHODS
 COLUMNS = ("instance", "target_ms", "method", "status", "quality", "mean_ttft_ms", "seconds", "setup", "reason",
            "quality_best_model")
 TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
@@ -67,48 +59,39 @@ def parse_targets(text: str) -> tuple[float, ...]:
 
 
 def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence[str] = DEFAULT_METHODS,
-              time_limit: float | None = None, check: bool = True, progress: bool = True) -> pd.DataFrame:
+              time_limit: float | None = None, progress: bool = True) -> pd.DataFrame:
     """Solve the instance at every target with every method; the table of the module docstring.
 
-    A method with no plan at a target (infeasible, the time limit passed, or an internal error of
-    the solver, which is also reported on stderr) gives a row with empty quality and the reason.
-    With `check`, every plan goes through the independent evaluator at its target. Progress goes
+    Every plan goes through the independent evaluator at its target (`models.compare.run`); a
+    method with no plan at a target gives a row with empty quality and the reason. Progress goes
     to stderr.
     """
     unknown = [name for name in methods if name not in SWEEP_METHODS]
     if unknown:
         raise ValueError(f"sweep methods: unknown {', '.join(unknown)} (known: {', '.join(SWEEP_METHODS)})")
     best_model = float(instance.scores.max(axis=1).mean())
+    options = SolveOptions(time_limit=time_limit)
     rows = []
     runs = [(target, name) for target in targets_ms for name in methods]
     for target, name in tqdm(runs, desc=f"sweep {instance.name}", file=sys.stderr, disable=not progress):
         at_target = dataclasses.replace(instance, slo_mean_ttft_ms=float(target))
-        row = solve_at_target(at_target, name, time_limit, check)
-        rows.append({"instance": instance.name, "target_ms": float(target), "method": name, **row,
-                     "quality_best_model": best_model})
+        rows.append({"instance": instance.name, "target_ms": float(target), "method": name,
+                     **sweep_row(at_target, run(at_target, name, options)), "quality_best_model": best_model})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def solve_at_target(instance: Instance, method: str, time_limit: float | None, check: bool) -> dict:
+NO_PLAN_STATUS = {"infeasible": "infeasible", "no plan in time": "time_limit", "error": "error"}
+
+
+def sweep_row(instance: Instance, outcome: Outcome) -> dict:
     """One row's status, quality, mean TTFT, seconds, setup and reason."""
-    start = time.perf_counter()
-    try:
-        plan = SWEEP_METHODS[method](instance, time_limit=time_limit)
-    except Infeasible as err:
-        return no_plan("infeasible", str(err), time.perf_counter() - start)
-    except NoPlanInTime as err:
-        return no_plan("time_limit", str(err), time.perf_counter() - start)
-    except RuntimeError as err:  # a solver's internal error: one row of the sweep, not the whole sweep
-        tqdm.write(f"sweep: {method} at {instance.slo_mean_ttft_ms:g} ms: {err}", file=sys.stderr)
-        return no_plan("error", str(err), time.perf_counter() - start)
-    seconds = time.perf_counter() - start
-    if check:
-        evaluation = evaluate_plan(instance, plan.to_dict())
-        if not evaluation.consistent:
-            problems = [v.message for v in evaluation.violations] + list(evaluation.mismatches)
-            return no_plan("rejected", "the independent evaluator rejects the plan: " + "; ".join(problems), seconds)
+    if outcome.plan is None:
+        return no_plan(NO_PLAN_STATUS[outcome.status], outcome.reason.split(": ", 1)[1], outcome.seconds)
+    if not outcome.evaluator_agrees:
+        return no_plan("rejected", "the independent evaluator rejects the plan", outcome.seconds)
+    plan = outcome.plan
     return {"status": plan.solver.status, "quality": plan.quality, "mean_ttft_ms": plan.mean_ttft_ms,
-            "seconds": seconds, "setup": describe_setup(instance, plan.setup), "reason": ""}
+            "seconds": outcome.seconds, "setup": describe_setup(instance, plan.setup), "reason": ""}
 
 
 def no_plan(status: str, reason: str, seconds: float) -> dict:

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from models.cli_args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int
 from models.instance import InputError
 from models.profiling.deployments import deployments, read_target
 from models.profiling.profiles import (
@@ -34,16 +35,9 @@ from models.profiling.sweep import SweepSettings
 from models.profiling.table import read_step_table
 from models.profiling.workload import LengthModel, read_trace, sample_workload
 
-EXIT_DONE, EXIT_USAGE = 0, 2
+EXIT_DONE = 0
 PROMPT_MEAN, OUTPUT_MEAN = 256.0, 32.0  # RouterBench-like lengths, docs/latency.md
 METHODS = {"simulate": simulated_rows, "analytic": analytic_rows}
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr, exit status 2."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -63,28 +57,6 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="profiles CSV to write (default: the instance's files.profiles)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
-    return value
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
-
-
-def non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return int(text)
 
 
 def name_pair(text: str) -> tuple[str, str]:
