@@ -73,3 +73,35 @@ def test_time_limit_without_plan_exits_4():
     done = run(REPO / "data" / "tiny", "--method", "enumerate", "--time-limit", "1e-9")
     assert done.returncode == 4
     assert "time limit" in done.stderr
+
+
+def test_plot_and_export_of_a_plan(tmp_path):
+    done = run(REPO / "data" / "tiny", "--method", "exact", "--plot", tmp_path / "plots", "--export", tmp_path / "deploy")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["tiny-exact-gpu-map.png", "tiny-exact-latency.png"]
+    router = json.loads((tmp_path / "deploy" / "router.json").read_text())
+    assert "launch.sh" in {p.name for p in (tmp_path / "deploy").iterdir()}
+    assert "argmax" in json.dumps(router)
+
+
+def test_a_reference_that_breaks_the_slo_is_not_exported(tmp_path):
+    done = run(REPO / "data" / "tiny", "--method", "quality-greedy", "--export", tmp_path / "deploy")
+    assert done.returncode == 3
+    assert not (tmp_path / "deploy").exists()
+
+
+def test_sweep_subcommand(tmp_path):
+    done = run("sweep", REPO / "data" / "tiny", "--slo-ms", "10:60:25", "--methods", "exact", "--plot", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"tiny-sweep.csv", "tiny-frontier.png"}
+
+
+@pytest.mark.parametrize("args", [["sweep", "data/tiny", "--slo-ms", "60:10:5"],
+                                  ["sweep", "data/tiny", "--slo-ms", "10:60:5", "--methods", "enumerate"],
+                                  ["profile", "data/tiny"],
+                                  ["data/tiny", "--method", "all", "--plot", "somewhere"],
+                                  ["data/tiny", "--utilization-floor", "1.5"]])
+def test_subcommand_usage_errors_exit_2(args):
+    done = run(*args)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
