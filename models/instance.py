@@ -131,11 +131,7 @@ def read_instance(folder: str | Path) -> RawInstance:
     if not folder.is_dir():
         raise InputError(f"{folder}: not an instance folder (no such directory)")
     toml_path = folder / "instance.toml"
-    check_file_exists(toml_path)
-    try:
-        config = tomllib.loads(toml_path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{toml_path}: not valid TOML: {err}") from None
+    config = read_toml(toml_path)
     files = require_table(config, "files", toml_path)
     profiles_path = folder / require_str(files, "profiles", toml_path, "files.profiles")
     scores_path = folder / require_str(files, "scores", toml_path, "files.scores")
@@ -148,6 +144,14 @@ def read_instance(folder: str | Path) -> RawInstance:
         scores_path=scores_path,
         scores=read_csv(scores_path),
     )
+
+
+def read_toml(path: Path) -> dict:
+    check_file_exists(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid TOML: {err}") from None
 
 
 def read_csv(path: Path) -> pd.DataFrame:

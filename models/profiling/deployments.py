@@ -7,15 +7,14 @@ instead of loading the whole instance.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.instance import (
     InputError,
     Model,
-    check_file_exists,
     parse_models,
+    read_toml,
     require_int,
     require_int_list,
     require_number,
@@ -54,11 +53,7 @@ class Deployment:
 def read_target(folder: str | Path) -> ProfileTarget:
     folder = Path(folder)
     path = folder / "instance.toml"
-    check_file_exists(path)
-    try:
-        config = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid TOML: {err}") from None
+    config = read_toml(path)
     cluster = require_table(config, "cluster", path)
     options = require_table(config, "setup_options", path)
     files = require_table(config, "files", path)
