@@ -40,7 +40,7 @@ from models.instance import Instance
 from models.latency import share_pieces
 from models.setup import Setup
 from models.solver import solve_model
-from models.transport import Prompts, best_at
+from models.transport import Prompts, best_at, best_models
 
 SLO_MARGIN = 1e-9  # relative: plans keep this far below the target, above solver tolerances
 CAPACITY_MARGIN = 1e-9
@@ -166,16 +166,6 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint)
         else:
             window = max(4 * window, float(np.min(margin[~inside])))
             inside |= margin <= window
-
-
-def best_models(rows: np.ndarray, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's best model at these prices and its margin over the second best."""
-    utilities = rows - prices
-    best = np.argmax(utilities, axis=1)
-    if rows.shape[1] == 1:
-        return best, np.full(len(best), np.inf)
-    margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2]
-    return best, margin
 
 
 def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, int]:

@@ -108,9 +108,7 @@ def routing_on(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None) -
     if len(shares) == 1:
         return Routing(prompts.bound(np.zeros(1)), np.zeros(1), np.ones((len(prompts.counts), 1)), 0)
     prices = smoothed_prices(prompts, shares, start)
-    utilities = prompts.rows - prices
-    best = np.argmax(utilities, axis=1)
-    margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2]
+    best, margin = best_models(prompts.rows, prices)
     window = max(1e-6, 2 * float(np.quantile(margin, min(1.0, 2 * len(shares) / len(margin)))))
     inside = margin <= window
     while True:
@@ -209,6 +207,16 @@ def window_lp(rows: np.ndarray, counts: np.ndarray, capacity: np.ndarray):
     prices = -np.array(solution.row_dual[n_rows:])  # minimizing -s: the share rows' duals are -alpha
     y = np.array(solution.col_value).reshape(n_rows, n_models)
     return -highs.getInfo().objective_function_value, prices, y
+
+
+def best_models(rows: np.ndarray, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best model at these prices and its margin over the second best."""
+    utilities = rows - prices
+    best = np.argmax(utilities, axis=1)
+    if rows.shape[1] == 1:
+        return best, np.full(len(best), np.inf)
+    margin = utilities[np.arange(len(best)), best] - np.partition(utilities, -2, axis=1)[:, -2]
+    return best, margin
 
 
 def best_at(rows: np.ndarray, assigned: np.ndarray, prices: np.ndarray) -> np.ndarray:
