@@ -5,6 +5,9 @@ import json
 import pytest
 
 from conftest import DATA
+from models.compare import compare
+from models.instance import load_instance
+from models.methods import METHODS, SolveOptions
 import solve
 
 
@@ -23,3 +26,24 @@ def test_all_on_tiny(tmp_path, capsys):
     assert written["exact"]["quality"] == pytest.approx(1349 / 1620, abs=1e-6)
     assert written["quality-greedy"]["slo_met"] is False
     assert "isolated" not in written
+
+
+@pytest.mark.parametrize("name", ["paper-4xA100", "paper-8xA100"])
+def test_all_on_the_paper_instances(name):
+    """Every method runs; exact is proven optimal and no solution beats it; every plan agrees with the
+    evaluator; enumerate refuses the size; references are solutions only when they meet the target."""
+    instance = load_instance(DATA / name)
+    table, outcomes = compare(instance, list(METHODS), SolveOptions())
+    by_method = {o.method: o for o in outcomes}
+    assert list(table.method) == list(METHODS)
+    assert by_method["exact"].plan.solver.status == "optimal"
+    assert by_method["enumerate"].status == "refused"
+    assert all(o.evaluator_agrees is not False and o.status != "error" for o in outcomes)
+    optimum = by_method["exact"].plan.quality
+    for outcome in outcomes:
+        plan = outcome.plan
+        if plan is not None and plan.solver.status != "infeasible":
+            assert plan.slo_met and plan.quality <= optimum + 1e-7
+    for reference in ("quality-greedy", "fixed-latency"):
+        plan = by_method[reference].plan
+        assert (plan.solver.status == "infeasible") == (not plan.slo_met)
