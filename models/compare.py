@@ -8,7 +8,6 @@ TTFT and `SLO met: no` when they break it; they are never counted as solutions.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from models.evaluate import evaluate_plan
 from models.instance import Instance
 from models.methods import METHODS, SolveOptions
 from models.plan import Infeasible, NoPlanInTime, Plan, write_plan
+from models.report import fmt
 from models.solver import SolverError
 
 
@@ -88,15 +88,15 @@ def comparison_table(instance: Instance, outcomes: list[Outcome]) -> pd.DataFram
     rows = []
     for o in outcomes:
         plan = o.plan
-        row = {"method": o.method, "quality": None, "mean TTFT ms": None, "SLO met": "-", "status": o.status,
-               "setups evaluated": None, "seconds": round(o.seconds, 2), f"quality / {against or 'exact'}": None}
+        row = {"method": o.method, "quality": "-", "mean TTFT ms": "-", "SLO met": "-", "status": o.status,
+               "setups evaluated": "-", "seconds": fmt(o.seconds, ".2f"), f"quality / {against or 'exact'}": "-"}
         if plan is not None:
             row |= {
-                "quality": round(plan.quality, 6),
-                "mean TTFT ms": round(plan.mean_ttft_ms, 2) if math.isfinite(plan.mean_ttft_ms) else "overloaded",
+                "quality": fmt(plan.quality, ".6f"),
+                "mean TTFT ms": fmt(plan.mean_ttft_ms, ".2f"),
                 "SLO met": "yes" if plan.slo_met else "NO (broken)",
                 "setups evaluated": str(plan.notes.get("setups_evaluated", "-")),
-                f"quality / {against or 'exact'}": None if reference is None else round(plan.quality / reference, 4),
+                f"quality / {against or 'exact'}": "-" if reference is None else fmt(plan.quality / reference, ".4f"),
             }
             if o.evaluator_agrees is False:
                 row["status"] = "REJECTED by the evaluator"

@@ -44,6 +44,7 @@ from models.heuristic import DEFAULT_UTILIZATION_FLOOR, PriceRouter, SetupLatenc
 from models.instance import Instance
 from models.latency import latency_ms, share_pieces
 from models.plan import Infeasible, Plan, SolverReport, build_plan
+from models.report import fmt
 from models.setup import Placement, Setup, describe_setup
 from models.transport import Prompts, price_choices
 
@@ -112,7 +113,7 @@ def format_realized(realized: RealizedRouting) -> str:
     met = "met" if realized.realized_slo_met else "BROKEN"
     return "\n".join([
         "realized routing (each prompt to argmax_i s[x,i] - price_i):",
-        table.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        table.to_string(index=False, float_format=lambda v: fmt(v, ".4f")),
         f"quality planned {realized.planned_quality:.6f}, realized {realized.realized_quality:.6f}; "
         f"mean TTFT planned {realized.planned_mean_ttft_ms:.2f} ms, realized {realized.realized_mean_ttft_ms:.2f} ms "
         f"/ target {realized.slo_ms:g} ms ({met})",

@@ -11,11 +11,13 @@ from models.plan import Plan
 
 
 def fmt(value, spec: str, missing: str = "-") -> str:
+    """A number for a table: `missing` for none, `overloaded` for infinity, no sign on a printed zero."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return missing
     if isinstance(value, float) and math.isinf(value):
         return "overloaded"
-    return format(value, spec)
+    text = format(value, spec)
+    return text.lstrip("-") if text.startswith("-") and float(text) == 0 else text
 
 
 def plan_table(plan: Plan) -> pd.DataFrame:
