@@ -39,7 +39,7 @@ from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
 from models.setup import Setup, describe_setup, placeable_setups
 from models.solver import SolveResult, solve_model
 
-WORK_LIMIT = 400_000  # setups x rows x models that one minute of solving covers here (see bench/)
+WORK_LIMIT = 300_000  # setups x rows x models: about a minute here (bench/enumerate_size.py: 210-250 s per million)
 
 
 class TooLarge(ValueError):
