@@ -8,6 +8,7 @@ import pyomo.environ as pyo
 import pytest
 from pyomo.repn import generate_standard_repn
 
+from models import exact
 from models.brute_force import solve_enumerate
 from models.evaluate import evaluate_plan
 from models.exact import build_joint_mip, solve_exact
@@ -17,6 +18,7 @@ from models.routing import SLO_MARGIN, build_routing_lp
 from models.solver import solve_model
 from models.transport import Prompts, best_routing
 from random_instances import write_random_instance
+import solve
 
 TINY_OPTIMUM = 1349 / 1620  # data/tiny/README.md
 SEEDS = range(36)
@@ -144,6 +146,31 @@ def test_target_at_the_lowest_reachable_ttft(tiny, solve):
 def test_time_limit_without_plan(tiny):
     with pytest.raises(NoPlanInTime):
         solve_exact(tiny, time_limit=1e-9)
+
+
+def test_time_limit_with_an_incumbent(tiny, monkeypatch, capsys):
+    """When HiGHS stops at its time limit with a solution, the plan is that incumbent with the MIP's
+    bound and gap, status time_limit, and the command line exits 0. HiGHS is made to report a time
+    limit, and a bound 0.01 above its own, on the first MIP of the loop."""
+    real_solve = exact.solve_model
+    calls = []
+
+    def first_stops_at_time_limit(m, solver=None, **options):
+        result = real_solve(m, solver, **options)
+        calls.append(result)
+        if len(calls) == 1:
+            return dataclasses.replace(result, status="time_limit", bound=result.bound + 0.01)
+        return result
+
+    monkeypatch.setattr(exact, "solve_model", first_stops_at_time_limit)
+    plan = solve_exact(tiny, time_limit=60)
+    assert plan.solver.status == "time_limit"
+    assert plan.solver.bound == pytest.approx(calls[0].bound + 0.01)
+    assert plan.solver.gap == pytest.approx((plan.solver.bound - plan.quality) / plan.quality)
+    assert evaluate_plan(tiny, plan.to_dict()).consistent
+    calls.clear()
+    assert solve.main([str(tiny.folder), "--method", "exact", "--time-limit", "60"]) == 0
+    assert "status time_limit" in capsys.readouterr().out
 
 
 def test_write_model(tiny, tmp_path):
