@@ -18,7 +18,7 @@ import numpy as np
 
 from models.instance import Instance
 from models.latency import share_pieces
-from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
+from models.plan import Infeasible, Plan, SolverReport, build_plan
 from models.setup import find_placement, model_choices, placeable_setups, setups_by_cost
 
 

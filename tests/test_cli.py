@@ -8,7 +8,6 @@ import pytest
 
 from conftest import REPO, edit
 from models.evaluate import evaluate_plan
-from models.instance import load_instance
 from test_instance import BAD_INPUTS
 import solve
 
