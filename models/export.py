@@ -28,13 +28,14 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.instance import Instance, read_instance
+from models.instance import Instance
 from models.plan import Plan
+from models.transport import TIE_TOL
 
 BASE_PORT = 8000
 VLLM_SERVER = "python -m vllm.entrypoints.openai.api_server"
 RULE = "argmax_i score[i] - price[i]"
-TIE_BREAK = "among tied models, the first in the order of 'models'"
+TIE_BREAK = f"models within {TIE_TOL:g} of the largest score - price are tied; ties go to the first in 'models'"
 MPS_DAEMON = "nvidia-cuda-mps-control -d"
 MEMORY_FRACTION_DIGITS = 3
 
@@ -121,7 +122,7 @@ def launch_script(instance: Instance, plan: Plan, found: list[Server]) -> str:
 
 
 def router_config(instance: Instance, plan: Plan, found: list[Server]) -> dict:
-    scores_path = read_instance(instance.folder).scores_path
+    scores_path = instance.scores_path
     return {
         "instance": instance.name,
         "method": plan.method,

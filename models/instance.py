@@ -71,6 +71,7 @@ class Instance:
     name: str
     description: str
     folder: Path
+    scores_path: Path
     gpu_count: int
     gpu_memory_gb: float
     gpu_type: str
@@ -392,6 +393,7 @@ def load_instance(folder: str | Path) -> Instance:
         name=name,
         description=description if isinstance(description, str) else str(description),
         folder=raw.folder,
+        scores_path=raw.scores_path,
         gpu_count=require_int(cluster, "gpu_count", path, "cluster.gpu_count"),
         gpu_memory_gb=require_number(cluster, "gpu_memory_gb", path, "cluster.gpu_memory_gb"),
         gpu_type=gpu_type if isinstance(gpu_type, str) else str(gpu_type),
