@@ -97,8 +97,8 @@ def test_first_fit_decreasing_can_miss_a_packing():
     shares = (50, 40, 30, 30, 30, 20)
     models = tuple(Model(f"m{i}", 1.0, 0.0) for i in range(len(shares)))
     curves = {(m.name, Option(1, s)): Curve((10.0,), (10.0,)) for m, s in zip(models, shares)}
-    instance = Instance(name="ffd", description="", folder=Path("."), scores_path=Path("scores.csv"), gpu_count=2, gpu_memory_gb=80.0, gpu_type="",
-                        arrival_rate_rps=10.0, slo_mean_ttft_ms=100.0, tp_options=(1,),
+    instance = Instance(name="ffd", description="", folder=Path("."), scores_path=Path("scores.csv"), gpu_count=2,
+                        gpu_memory_gb=80.0, gpu_type="", arrival_rate_rps=10.0, slo_mean_ttft_ms=100.0, tp_options=(1,),
                         mps_options=tuple(sorted(set(shares))), models=models, curves=MappingProxyType(curves),
                         prompt_ids=("p",), scores=np.zeros((1, len(shares))))
     setup = tuple(Option(1, s) for s in shares)
