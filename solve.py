@@ -162,8 +162,11 @@ def sweep_main(argv) -> int:
     table = run_sweep(instance, args.slo_ms, args.methods, time_limit=args.time_limit,
                       progress=sys.stderr.isatty())
     print(frontier(table).to_string())
-    for path in write_sweep(table, args.plot):
-        print(path)
+    try:
+        for path in write_sweep(table, args.plot):
+            print(path)
+    except OSError as err:
+        return error(f"error: {err.filename}: {err.strerror}", EXIT_USAGE)
     if (table.status == "error").any() or (table.status == "rejected").any():
         return error("internal error: a method failed or the evaluator rejected a plan (see the CSV)", EXIT_INTERNAL)
     return EXIT_PLAN if table.quality.notna().any() else EXIT_INFEASIBLE
@@ -181,7 +184,10 @@ def main(argv=None) -> int:
         instance = load_instance(args.instance or DEFAULT_INSTANCE)
     except InputError as err:
         return error(f"error: {err}", EXIT_USAGE)
-    status = run_all(instance, args) if args.method == "all" else run_method(instance, args.method, args)
+    try:
+        status = run_all(instance, args) if args.method == "all" else run_method(instance, args.method, args)
+    except OSError as err:  # an output path that cannot be written
+        return error(f"error: {err.filename}: {err.strerror}", EXIT_USAGE)
     if args.spread:
         print(format_spread(setup_spread(instance, utilization_floor=args.utilization_floor), args.utilization_floor))
     return status

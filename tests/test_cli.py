@@ -95,6 +95,12 @@ def test_sweep_subcommand(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"tiny-sweep.csv", "tiny-frontier.png"}
 
 
+def test_unwritable_output_exits_2_in_one_line(tmp_path):
+    done = run(REPO / "data" / "tiny", "--method", "exact", "--out", tmp_path / "missing" / "plan.json")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "plan.json" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("args", [["sweep", "data/tiny", "--slo-ms", "60:10:5"],
                                   ["sweep", "data/tiny", "--slo-ms", "10:60:5", "--methods", "enumerate"],
                                   ["profile", "data/tiny"],
