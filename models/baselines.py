@@ -30,11 +30,6 @@ from models.plan import Infeasible, Plan, SolverReport
 from models.setup import find_placement
 
 
-def compute(option: Option) -> int:
-    """Total compute share of an option, in percent of one GPU."""
-    return option.tp * option.mps_pct
-
-
 def restricted(instance: Instance, allowed: dict[str, set[Option]]) -> Instance:
     """The instance with each model's options cut down to `allowed[model]`."""
     curves = {key: curve for key, curve in instance.curves.items() if key[1] in allowed[key[0]]}
@@ -42,7 +37,7 @@ def restricted(instance: Instance, allowed: dict[str, set[Option]]) -> Instance:
 
 
 def options_with_compute(instance: Instance, amounts: dict[str, int]) -> dict[str, set[Option]]:
-    return {m.name: {o for o in instance.options(m) if compute(o) == amounts[m.name]} for m in instance.models}
+    return {m.name: {o for o in instance.options(m) if o.compute_pct == amounts[m.name]} for m in instance.models}
 
 
 def placeable(instance: Instance, allowed: dict[str, set[Option]]) -> bool:
@@ -52,7 +47,7 @@ def placeable(instance: Instance, allowed: dict[str, set[Option]]) -> bool:
 
 
 def equal_split_allocation(instance: Instance) -> dict[str, int] | None:
-    common = set.intersection(*({compute(o) for o in instance.options(m)} for m in instance.models))
+    common = set.intersection(*({o.compute_pct for o in instance.options(m)} for m in instance.models))
     for level in sorted((c for c in common if len(instance.models) * c <= 100 * instance.gpu_count), reverse=True):
         amounts = {m.name: level for m in instance.models}
         if placeable(instance, options_with_compute(instance, amounts)):
@@ -66,7 +61,7 @@ def size_proportional_allocation(instance: Instance) -> dict[str, int] | None:
         amounts = {}
         for model in instance.models:
             target = percent * instance.gpu_count * model.weights_gb / total_weights
-            achievable = sorted({compute(o) for o in instance.options(model)})
+            achievable = sorted({o.compute_pct for o in instance.options(model)})
             amounts[model.name] = max((c for c in achievable if c <= target), default=achievable[0])
         if placeable(instance, options_with_compute(instance, amounts)):
             return amounts

@@ -49,7 +49,8 @@ from tqdm import tqdm
 from models.instance import Instance
 from models.latency import CAPACITY_TOL, SharePieces, share_pieces
 from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
-from models.setup import MEMORY_TOL_GB, Placement, Setup, describe_setup, model_choices
+from models.routing import SLO_MARGIN
+from models.setup import MEMORY_TOL_GB, Placement, Setup, compute_pct, describe_setup, model_choices
 from models.transport import Prompts, best_routing
 
 DEFAULT_UTILIZATION_FLOOR = 1.0
@@ -65,7 +66,6 @@ FIRST_STEP, LAST_STEP = 0.1, 1e-4  # length of the ascent's normalized steps, in
 BRACKET_STEPS = 12  # beta = 4^k / tau, k = 0..11, then bisection
 BISECTION_STEPS = 3
 CERTIFIED_TOL = 1e-12  # routed shares this close to w make D_w(alpha) exactly Q(w), up to rounding
-SLO_MARGIN = 1e-9  # relative: repaired shares keep this far below the target
 
 
 # ---------------------------------------------------------------- outer: setups
@@ -82,17 +82,12 @@ class SetupSearch:
     kept: tuple[tuple[Setup, Placement], ...]
 
 
-def compute_pct(setup: Setup) -> int:
-    """Total MPS compute of a setup: sum over deployed models of tp x share (percent of one GPU)."""
-    return sum(o.tp * o.mps_pct for o in setup if o is not None)
-
-
 def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
     """Every setup of usable options, pruned by total compute, the floor and first-fit decreasing."""
     if not 0 <= utilization_floor <= 1:
         raise ValueError(f"utilization floor {utilization_floor!r} is not a fraction of the cluster's compute in [0, 1]")
     choices = [model_choices(instance, m) for m in instance.models]
-    compute = [np.array([0 if o is None else o.tp * o.mps_pct for o in c]) for c in choices]
+    compute = [np.array([0 if o is None else o.compute_pct for o in c]) for c in choices]
     total = sum(np.meshgrid(*compute, indexing="ij"))
     cluster = 100 * instance.gpu_count
     fits = total <= cluster
@@ -262,13 +257,7 @@ class SetupLatency:
 
     def slopes(self, shares: np.ndarray, side: str = "right") -> np.ndarray:
         """H_i' at w_i on the segment right of w_i (or left of it), ms per unit share."""
-        return np.array([s[segment(p, w, side)] for p, s, w in zip(self.pieces, self.piece_slopes, shares)])
-
-
-def segment(pieces: SharePieces, share: float, side: str) -> int:
-    """Index of the segment on the given side of `share` (the first or last one at the ends)."""
-    k = int(pieces.shares.searchsorted(share, side="right" if side == "right" else "left")) - 1
-    return min(max(k, 0), len(pieces.shares) - 2)
+        return np.array([s[p.segment(w, side)] for p, s, w in zip(self.pieces, self.piece_slopes, shares)])
 
 
 def project(values: np.ndarray, caps: np.ndarray) -> np.ndarray:
@@ -303,8 +292,8 @@ def repair(latency: SetupLatency, shares: np.ndarray) -> np.ndarray | None:
         rate = down[i] - up[j]
         if not rate > 0:
             return None
-        left_end = latency.pieces[i].shares[segment(latency.pieces[i], shares[i], "left")]
-        right_end = latency.pieces[j].shares[segment(latency.pieces[j], shares[j], "right") + 1]
+        left_end = latency.pieces[i].shares[latency.pieces[i].segment(shares[i], "left")]
+        right_end = latency.pieces[j].shares[latency.pieces[j].segment(shares[j]) + 1]
         delta = min(shares[i] - left_end, right_end - shares[j], excess / rate)
         shares[i] -= delta
         shares[j] += delta

@@ -36,6 +36,11 @@ class Option:
     def __str__(self) -> str:
         return f"tp{self.tp}/mps{self.mps_pct}"
 
+    @property
+    def compute_pct(self) -> int:
+        """Total compute share over the option's shards, in percent of one GPU: tp x mps_pct."""
+        return self.tp * self.mps_pct
+
 
 @dataclass(frozen=True)
 class Model:

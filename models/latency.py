@@ -49,6 +49,11 @@ class SharePieces:
         slopes = self.slopes
         return bool(np.all(np.diff(slopes) >= -CONVEXITY_TOL * np.maximum(1.0, np.abs(slopes[1:]))))
 
+    def segment(self, share: float, side: str = "right") -> int:
+        """Index of the segment on the given side of `share` (the first or last one at the ends)."""
+        k = int(self.shares.searchsorted(share, side="right" if side == "right" else "left")) - 1
+        return min(max(k, 0), len(self.shares) - 2)
+
     def contribution(self, share: float) -> float:
         """H(share) in ms; infinite beyond the option's capacity."""
         if share > self.max_share * (1 + CAPACITY_TOL):

@@ -62,11 +62,6 @@ def deployed_models(setup: Setup) -> list[int]:
     return [k for k, option in enumerate(setup) if option is not None]
 
 
-def segment_of(pieces, share: float) -> int:
-    """The segment (0-based) of H's breakpoints that holds `share`."""
-    return int(min(np.searchsorted(pieces.shares, share, side="right") - 1, len(pieces.shares) - 2))
-
-
 def build_routing_lp(
     instance: Instance,
     setup: Setup,
@@ -173,7 +168,7 @@ def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, in
     for i in deployed_models(setup):
         pieces = share_pieces(instance.curve(instance.models[i], setup[i]), instance.arrival_rate_rps)
         if not pieces.is_convex:
-            segments[i] = segment_of(pieces, float(shares[i]))
+            segments[i] = pieces.segment(float(shares[i]))
     return segments
 
 

@@ -40,9 +40,14 @@ def model_choices(instance: Instance, model: Model) -> tuple[Option | None, ...]
     return ((None,) if not model.required else ()) + options
 
 
+def compute_pct(setup: Setup) -> int:
+    """Total compute share of a setup, in percent of one GPU."""
+    return sum(o.compute_pct for o in setup if o is not None)
+
+
 def fits_cluster_totals(instance: Instance, setup: Setup) -> bool:
     """Necessary conditions: total compute share and total memory within the cluster."""
-    compute = sum(o.tp * o.mps_pct for o in setup if o is not None)
+    compute = compute_pct(setup)
     memory = sum(o.tp * m.shard_gb(o.tp) for m, o in zip(instance.models, setup) if o is not None)
     return compute <= 100 * instance.gpu_count and memory <= instance.gpu_count * instance.gpu_memory_gb + MEMORY_TOL_GB
 

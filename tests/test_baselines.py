@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.baselines import BASELINES, compute, solve_baseline
+from models.baselines import BASELINES, solve_baseline
 from models.evaluate import evaluate_plan
 from models.exact import solve_exact
 from models.instance import Option, load_instance
@@ -37,13 +37,13 @@ def follows_rule(name, plan, instance) -> bool:
     if name == "isolated":
         gpus = [g for row in plan.models.gpus for g in row]
         return all(o.mps_pct == 100 for o in deployed) and len(gpus) == len(set(gpus))
-    amounts = [compute(o) for o in deployed]
+    amounts = [o.compute_pct for o in deployed]
     if name == "equal-split":
         return len(set(amounts)) == 1 and len(deployed) * amounts[0] <= 100 * instance.gpu_count
     # size-proportional: at or below the model's part of the cluster, or its smallest option
     total_weights = sum(m.weights_gb for m in instance.models)
-    return all(compute(o) <= 100 * instance.gpu_count * m.weights_gb / total_weights
-               or compute(o) == min(compute(p) for p in instance.options(m))
+    return all(o.compute_pct <= 100 * instance.gpu_count * m.weights_gb / total_weights
+               or o.compute_pct == min(p.compute_pct for p in instance.options(m))
                for m, o in zip(instance.models, plan.setup) if o is not None)
 
 
