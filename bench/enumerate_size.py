@@ -5,7 +5,7 @@
 
 Seeded random instances (tests/random_instances.py) with their scores replaced by N random
 prompts; prints the work measure, the seconds, and seconds per million units of work, from
-which `WORK_LIMIT` in models/brute_force.py (the size enumerate refuses above) is set to about
+which `WORK_LIMIT` in models/methods/brute_force.py (the size enumerate refuses above) is set to about
 a minute.
 """
 
@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from models.brute_force import WORK_LIMIT, merged_rows, solve_enumerate  # noqa: E402
-from models.instance import load_instance  # noqa: E402
-from models.plan import Infeasible  # noqa: E402
-from models.setup import placeable_setups  # noqa: E402
+from models.methods.brute_force import WORK_LIMIT, merged_rows, solve_enumerate  # noqa: E402
+from models.problem.instance import load_instance  # noqa: E402
+from models.problem.plan import Infeasible  # noqa: E402
+from models.problem.setup import placeable_setups  # noqa: E402
 from random_instances import write_random_instance  # noqa: E402
 
 CASES = ((3, 500), (17, 1000), (18, 2800))  # (seed, prompts), the last just under WORK_LIMIT

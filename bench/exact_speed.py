@@ -20,10 +20,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.evaluate import evaluate_plan  # noqa: E402
-from models.exact import solve_exact  # noqa: E402
-from models.instance import load_instance  # noqa: E402
-from models.plan import NoPlanInTime  # noqa: E402
+from models.evaluation.evaluate import evaluate_plan  # noqa: E402
+from models.methods.exact import solve_exact  # noqa: E402
+from models.problem.instance import load_instance  # noqa: E402
+from models.problem.plan import NoPlanInTime  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

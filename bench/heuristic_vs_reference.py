@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from models.brute_force import solve_enumerate  # noqa: E402
-from models.evaluate import evaluate_plan  # noqa: E402
-from models.exact import solve_exact  # noqa: E402
-from models.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic  # noqa: E402
-from models.instance import load_instance  # noqa: E402
-from models.plan import Infeasible  # noqa: E402
-from models.realized import latency_oblivious_table, realized_routing  # noqa: E402
+from models.methods.brute_force import solve_enumerate  # noqa: E402
+from models.evaluation.evaluate import evaluate_plan  # noqa: E402
+from models.methods.exact import solve_exact  # noqa: E402
+from models.methods.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic  # noqa: E402
+from models.problem.instance import load_instance  # noqa: E402
+from models.problem.plan import Infeasible  # noqa: E402
+from models.analysis.realized import latency_oblivious_table, realized_routing  # noqa: E402
 from random_instances import write_random_instance  # noqa: E402
 
 SHIPPED = ("tiny", "paper-4xA100", "paper-8xA100")

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.profiling.cli import main as profile_main  # noqa: E402
+from models.cli.profile import main as profile_main  # noqa: E402
 from models.profiling.reference import simulate_reference  # noqa: E402
 from models.profiling.server import ServerConfig  # noqa: E402
 from models.profiling.simulator import Server, simulate  # noqa: E402

@@ -5,7 +5,7 @@
 
 writes DIR/paper-4xA100/ and DIR/paper-8xA100/ (DIR defaults to this folder).
 The numbers and their sources are in each instance's README.md. Scores come
-from `models.scoregen` with its stored RouterBench calibration, so no
+from `models.problem.scoregen` with its stored RouterBench calibration, so no
 non-redistributable data is needed. `profiles.csv` is written separately (see
 docs/latency.md); the README files are written by hand.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from models.scoregen import PAPER_CALIBRATIONS, generate_scores, write_scores  # noqa: E402
+from models.problem.scoregen import PAPER_CALIBRATIONS, generate_scores, write_scores  # noqa: E402
 
 PROMPTS = 36_000  # N, as in the RouterWise paper
 SEED = 0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from models.instance import load_instance
+from models.problem.instance import load_instance
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 from conftest import DATA, REPO
-from models.scoregen import read_routerbench, write_scores
+from models.problem.scoregen import read_routerbench, write_scores
 
 ROUTERBENCH_SCORES = REPO.parent / "shared" / "data" / "routerbench-subset" / "scores.csv"
 PAPER_4XA100 = DATA / "paper-4xA100"

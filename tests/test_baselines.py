@@ -2,11 +2,11 @@
 
 import pytest
 
-from models.baselines import BASELINES, solve_baseline
-from models.evaluate import evaluate_plan
-from models.exact import solve_exact
-from models.instance import Option, load_instance
-from models.plan import Infeasible
+from models.methods.baselines import BASELINES, solve_baseline
+from models.evaluation.evaluate import evaluate_plan
+from models.methods.exact import solve_exact
+from models.problem.instance import Option, load_instance
+from models.problem.plan import Infeasible
 from random_instances import write_random_instance
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import REPO, edit
-from models.evaluate import evaluate_plan
+from models.evaluation.evaluate import evaluate_plan
 from test_instance import BAD_INPUTS
 import solve
 

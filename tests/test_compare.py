@@ -5,9 +5,9 @@ import json
 import pytest
 
 from conftest import DATA
-from models.compare import compare
-from models.instance import load_instance
-from models.methods import METHODS, SolveOptions
+from models.analysis.compare import compare
+from models.problem.instance import load_instance
+from models.methods.registry import METHODS, SolveOptions
 import solve
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from conftest import REPO
-from models.exact import build_joint_mip, solve_exact
+from models.methods.exact import build_joint_mip, solve_exact
 
 DOC = (REPO / "docs" / "formulation.md").read_text()
 

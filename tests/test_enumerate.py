@@ -3,10 +3,10 @@
 import pytest
 
 from conftest import edit
-from models.brute_force import TooLarge, check_size, solve_enumerate
-from models.evaluate import evaluate_plan
-from models.instance import Option, load_instance
-from models.plan import Infeasible
+from models.methods.brute_force import TooLarge, check_size, solve_enumerate
+from models.evaluation.evaluate import evaluate_plan
+from models.problem.instance import Option, load_instance
+from models.problem.plan import Infeasible
 
 TINY_OPTIMUM = 1349 / 1620  # setup C, share 37/81 on large (data/tiny/README.md)
 

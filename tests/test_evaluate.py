@@ -14,8 +14,8 @@ import copy
 import pytest
 
 from conftest import edit
-from models.evaluate import evaluate_plan, transport_value
-from models.instance import load_instance
+from models.evaluation.evaluate import evaluate_plan, transport_value
+from models.problem.instance import load_instance
 
 W_LARGE = 37 / 81
 

@@ -8,15 +8,15 @@ import pyomo.environ as pyo
 import pytest
 from pyomo.repn import generate_standard_repn
 
-from models import exact
-from models.brute_force import solve_enumerate
-from models.evaluate import evaluate_plan
-from models.exact import build_joint_mip, solve_exact
-from models.instance import Option, load_instance
-from models.plan import Infeasible, NoPlanInTime
-from models.routing import SLO_MARGIN, build_routing_lp
-from models.solver import solve_model
-from models.transport import Prompts, best_routing
+from models.methods import exact
+from models.methods.brute_force import solve_enumerate
+from models.evaluation.evaluate import evaluate_plan
+from models.methods.exact import build_joint_mip, solve_exact
+from models.problem.instance import Option, load_instance
+from models.problem.plan import Infeasible, NoPlanInTime
+from models.methods.routing import SLO_MARGIN, build_routing_lp
+from models.problem.solver import solve_model
+from models.problem.transport import Prompts, best_routing
 from random_instances import write_random_instance
 import solve
 

@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from models.exact import solve_exact
-from models.export import RULE, ExportError, write_export
-from models.greedy import solve_quality_greedy
-from models.instance import Option
-from models.plan import SolverReport, build_plan
+from models.methods.exact import solve_exact
+from models.output.export import RULE, ExportError, write_export
+from models.methods.greedy import solve_quality_greedy
+from models.problem.instance import Option
+from models.problem.plan import SolverReport, build_plan
 
 
 @pytest.fixture(scope="module")

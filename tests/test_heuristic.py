@@ -17,15 +17,15 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from models.brute_force import solve_enumerate
-from models.evaluate import evaluate_plan
-from models.heuristic import (PriceRouter, SetupLatency, exact_quality, first_fit_decreasing, format_spread, project,
+from models.methods.brute_force import solve_enumerate
+from models.evaluation.evaluate import evaluate_plan
+from models.methods.heuristic import (PriceRouter, SetupLatency, exact_quality, first_fit_decreasing, format_spread, project,
                               prune_setups, repair, search_setups, search_summary, setup_spread,
                               solve_heuristic)
-from models.instance import Curve, Instance, Model, Option, load_instance
-from models.plan import Infeasible, NoPlanInTime
-from models.setup import find_placement
-from models.transport import Prompts
+from models.problem.instance import Curve, Instance, Model, Option, load_instance
+from models.problem.plan import Infeasible, NoPlanInTime
+from models.problem.setup import find_placement
+from models.problem.transport import Prompts
 from random_instances import write_random_instance
 
 TINY_OPTIMUM = 1349 / 1620
@@ -197,16 +197,16 @@ def test_time_limit_before_any_setup(tiny):
 def test_time_limit_returns_the_best_so_far(tiny, monkeypatch):
     # a clock that only moves when a setup is solved, by 10 s: with a 5 s limit only the first kept
     # setup (A, in enumeration order) is solved, and its plan comes back marked as cut short
-    import models.heuristic as heuristic
+    import models.methods.heuristic as heuristic
     now = [0.0]
-    solve = heuristic.solve_setup
+    solve = heuristic.inner_solve
 
     def slow_solve(*args):
         now[0] += 10.0
         return solve(*args)
 
     monkeypatch.setattr(heuristic.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(heuristic, "solve_setup", slow_solve)
+    monkeypatch.setattr(heuristic, "inner_solve", slow_solve)
     plan = solve_heuristic(tiny, time_limit=5.0, utilization_floor=0.0, progress=False)
     assert plan.setup == (Option(1, 50), Option(2, 50))
     assert plan.quality == pytest.approx(TINY_A, abs=1e-4)

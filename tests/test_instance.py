@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import edit
-from models.instance import InputError, Option, load_instance
+from models.problem.instance import InputError, Option, load_instance
 
 
 def test_tiny_loads_as_written(tiny):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from models.exact import solve_exact
-from models.greedy import solve_quality_greedy
-from models.instance import load_instance
-from models.plots import model_colors, plot_gpu_map, plot_latency, write_plots
+from models.methods.exact import solve_exact
+from models.methods.greedy import solve_quality_greedy
+from models.problem.instance import load_instance
+from models.output.plots import model_colors, plot_gpu_map, plot_latency, write_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.instance import InputError
+from models.problem.instance import InputError
 from models.profiling.analytic import QueueModel
 from models.profiling.reference import simulate_reference
 from models.profiling.server import ServerConfig

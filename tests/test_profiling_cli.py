@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.instance import load_instance
-from models.profiling.cli import main
+from models.problem.instance import load_instance
+from models.cli.profile import main
 
 INSTANCE = """
 name = "toy"

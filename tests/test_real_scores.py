@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluate import evaluate_plan
-from models.exact import solve_exact
-from models.greedy import solve_quality_greedy
-from models.instance import load_instance
-from models.scoregen import ROUTERBENCH_COLUMNS
+from models.evaluation.evaluate import evaluate_plan
+from models.methods.exact import solve_exact
+from models.methods.greedy import solve_quality_greedy
+from models.problem.instance import load_instance
+from models.problem.scoregen import ROUTERBENCH_COLUMNS
 from realdata import PAPER_4XA100, ROUTERBENCH_SCORES, build_real_score_instance
 
 pytestmark = pytest.mark.skipif(not ROUTERBENCH_SCORES.is_file(),

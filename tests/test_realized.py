@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluate import evaluate_plan
-from models.greedy import solve_quality_greedy
-from models.instance import Option, load_instance
-from models.plan import Infeasible, SolverReport, build_plan
-from models.realized import (format_realized, latency_oblivious_table, realized_routing, solve_fixed_latency,
-                             zero_load_ttft)
-from models.transport import Prompts, best_routing
+from models.evaluation.evaluate import evaluate_plan
+from models.methods.greedy import solve_quality_greedy
+from models.problem.instance import Option, load_instance
+from models.problem.plan import Infeasible, SolverReport, build_plan
+from models.analysis.realized import format_realized, latency_oblivious_table, realized_routing
+from models.methods.fixed_latency import solve_fixed_latency, zero_load_ttft
+from models.problem.transport import Prompts, best_routing
 from random_instances import write_random_instance
 
 SETUP_C = (Option(2, 50), Option(2, 50))

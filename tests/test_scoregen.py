@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import DATA
-from models.instance import InputError
-from models.scoregen import (
+from models.problem.instance import InputError
+from models.problem.scoregen import (
     PAPER_CALIBRATIONS,
     bivariate_normal_cdf,
     calibrate,

@@ -11,10 +11,10 @@ import dataclasses
 
 import pytest
 
-from models.exact import solve_exact
-from models.instance import load_instance
-from models.plan import Infeasible
-from models.routing import solve_routing_lp
+from models.methods.exact import solve_exact
+from models.problem.instance import load_instance
+from models.problem.plan import Infeasible
+from models.methods.routing import solve_routing_lp
 from random_instances import write_random_instance
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.exact import solve_exact
-from models.methods import METHODS as REGISTRY
-from models.sweep import COLUMNS, frontier, parse_targets, run_sweep, write_sweep
+from models.methods.exact import solve_exact
+from models.methods.registry import METHODS as REGISTRY
+from models.analysis.sweep import COLUMNS, frontier, parse_targets, run_sweep, write_sweep
 from test_plots import assert_valid_png
 
 # Targets on tiny (data/tiny/README.md): no setup goes below 18 ms, so 10 ms has no plan; the

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.instance import (
+from models.problem.instance import (
     InputError,
     Model,
     parse_models,

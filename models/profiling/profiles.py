@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.instance import PROFILE_COLUMNS, Curve, InputError
-from models.latency import latency_ms
+from models.problem.instance import PROFILE_COLUMNS, Curve, InputError
+from models.problem.latency import latency_ms
 from models.profiling.analytic import analytic_curve
 from models.profiling.deployments import Deployment
 from models.profiling.server import ServerConfig

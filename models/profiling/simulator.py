@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.instance import InputError
+from models.problem.instance import InputError
 from models.profiling.server import ServerConfig
 from models.profiling.table import StepTimes
 from models.profiling.workload import Workload

@@ -34,7 +34,7 @@ from typing import Mapping
 
 import numpy as np
 
-from models.instance import InputError
+from models.problem.instance import InputError
 
 PHASES = ("prefill", "decoding")
 OUT_OF_MEMORY = -1.0

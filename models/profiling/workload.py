@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.instance import InputError
+from models.problem.instance import InputError
 
 TRACE_COLUMNS = ("ContextTokens", "GeneratedTokens")
 CONTEXT_WINDOW = 4096  # tokens, Llama-2's (and Yi-34B's, WizardLM-13B-V1.2's)

@@ -5,7 +5,7 @@ The result is a tidy table, one row per (target, method):
 
     instance            the instance's name
     target_ms           the mean-TTFT target tau of this row (ms)
-    method              `exact`, `heuristic` or a baseline of `models/baselines.py`
+    method              `exact`, `heuristic` or a baseline of `models/methods/baselines.py`
     status              the plan's solver status (SPEC section 3); with no plan: `infeasible`, `time_limit`,
                         `rejected` (by the independent evaluator) or `error` (a solver's internal error)
     quality             the plan's mean predicted quality Q; empty when there is no plan
@@ -15,7 +15,7 @@ The result is a tidy table, one row per (target, method):
     reason              why there is no plan, when there is none
     quality_best_model  Q with every prompt sent to its best model, latency ignored: no plan at any target beats it
 
-`write_sweep` writes the table as CSV and the frontier as PNG (`models/plots.py`).
+`write_sweep` writes the table as CSV and the frontier as PNG (`models/output/plots.py`).
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.baselines import BASELINES
-from models.compare import Outcome, run
-from models.instance import Instance
-from models.methods import SolveOptions
-from models.plots import plot_frontier, save
-from models.setup import describe_setup
+from models.methods.baselines import BASELINES
+from models.analysis.compare import Outcome, run
+from models.problem.instance import Instance
+from models.methods.registry import SolveOptions
+from models.output.plots import plot_frontier, save
+from models.problem.setup import describe_setup
 
-SWEEP_METHODS = ("exact", "heuristic", *BASELINES)  # the methods that solve the problem, by name in models.methods
+SWEEP_METHODS = ("exact", "heuristic", *BASELINES)  # the methods that solve the problem, by name in models.methods.registry
 DEFAULT_METHODS = SWEEP_METHODS
 COLUMNS = ("instance", "target_ms", "method", "status", "quality", "mean_ttft_ms", "seconds", "setup", "reason",
            "quality_best_model")

@@ -28,9 +28,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.instance import Instance
-from models.plan import Plan
-from models.transport import TIE_TOL
+from models.problem.instance import Instance
+from models.problem.plan import Plan
+from models.problem.transport import TIE_TOL
 
 BASE_PORT = 8000
 VLLM_SERVER = "python -m vllm.entrypoints.openai.api_server"
@@ -98,7 +98,7 @@ def launch_line(server: Server) -> str:
 def launch_script(instance: Instance, plan: Plan, found: list[Server]) -> str:
     lines = [
         "#!/usr/bin/env bash",
-        f"# vLLM servers for the {plan.method} plan of instance '{instance.name}' (written by models/export.py):",
+        f"# vLLM servers for the {plan.method} plan of instance '{instance.name}' (written by models/output/export.py):",
         f"# quality {plan.quality:.4f}, predicted mean TTFT {plan.mean_ttft_ms:.1f} ms, target {plan.slo_ms:g} ms.",
         "# The --model values are the instance's model names: replace each with the checkpoint it stands for",
         "# (a Hugging Face id or a local path). See README.md in this folder.",

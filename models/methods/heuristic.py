@@ -15,11 +15,11 @@ c_i = min(1, r_K / lam) from capacity (5), T(w) = sum_i H_i(w_i) the mean TTFT):
 
 * Q's supergradient at w is the price vector alpha that routes the shares w
   (Q(w) = min_alpha D_w(alpha), D_w(alpha) = (1/N) sum_x max_i (s[x,i] - alpha_i) + alpha . w,
-  see models/transport.py). alpha is tuned by subgradient steps on D_w,
+  see models/problem/transport.py). alpha is tuned by subgradient steps on D_w,
   alpha += step * (routed(alpha) - w), until the routed shares match w;
   D_w(alpha) >= Q(w) for any alpha, so the tuned alpha also bounds Q(w) from above.
 * w moves by projected gradient ascent along alpha - beta * [T(w) > tau] * H'(w),
-  H' the slopes of the latency pieces (models/latency.py), with normalized
+  H' the slopes of the latency pieces (models/problem/latency.py), with normalized
   steps shrinking geometrically, projected onto the capped simplex.
 * beta, the penalty weight on SLO violation, is found by bisection: the smallest
   beta whose ascent ends within the SLO (bracketed by factors of 4 from 1 / tau).
@@ -34,7 +34,7 @@ attains the upper bound). Candidates are compared by their bounds first, and
 Q is computed only while a bound can beat the best Q found. The plan's prices
 are the heuristic's own tuned alpha, tuned on at the chosen shares: that is
 what the published method outputs. They need not reproduce the shares prompt
-by prompt: `models/realized.py` shows what they really do.
+by prompt: `models/analysis/realized.py` shows what they really do.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from models.instance import Instance
-from models.latency import CAPACITY_TOL, SharePieces, share_pieces
-from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
-from models.routing import SLO_MARGIN
-from models.setup import MEMORY_TOL_GB, Placement, Setup, compute_pct, describe_setup, model_choices
-from models.transport import Prompts, best_routing
+from models.problem.instance import Instance
+from models.problem.latency import CAPACITY_TOL, SharePieces, share_pieces
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
+from models.methods.routing import SLO_MARGIN
+from models.problem.setup import MEMORY_TOL_GB, Placement, Setup, compute_pct, describe_setup, model_choices
+from models.problem.transport import Prompts, best_routing
 
 DEFAULT_UTILIZATION_FLOOR = 1.0
 PRICE_STEPS = 40  # subgradient steps on alpha per ascent iterate, at most
@@ -304,7 +304,7 @@ def repair(latency: SetupLatency, shares: np.ndarray) -> np.ndarray | None:
 
 
 @dataclass(frozen=True, eq=False)
-class Candidate:
+class ShareCandidate:
     """Shares within the SLO, the prices tuned at them, and D_w(alpha), an upper bound on Q(w).
 
     When the prices route exactly w (`certified`), their routing is feasible for w and
@@ -324,12 +324,12 @@ class InnerSearch:
 
     tuner: PriceTuner
     latency: SetupLatency
-    best: Candidate | None = None
+    best: ShareCandidate | None = None
 
     def offer(self, shares: np.ndarray, bound: float, repaired: bool = False) -> None:
         if self.best is None or bound > self.best.bound:
             certified = bool(np.max(np.abs(self.tuner.mismatch)) <= CERTIFIED_TOL)
-            self.best = Candidate(shares.copy(), self.tuner.prices.copy(), bound, repaired, certified)
+            self.best = ShareCandidate(shares.copy(), self.tuner.prices.copy(), bound, repaired, certified)
 
     def ascend(self, beta: float, shares: np.ndarray) -> tuple[np.ndarray, bool]:
         """Projected gradient ascent on Q(w) - beta max(0, T(w) - tau) from `shares`.
@@ -361,7 +361,7 @@ class InnerSearch:
         if fixed is not None:
             self.offer(fixed, self.tuner.tune(fixed), repaired=True)
 
-    def bisect(self, start: np.ndarray) -> Candidate | None:
+    def bisect(self, start: np.ndarray) -> ShareCandidate | None:
         """beta = 0 first; then bracket the smallest beta whose ascent ends within the SLO by factors
         of 4 from 1 / tau (one unit of quality per tau of violation), and bisect the bracket."""
         shares, feasible = self.ascend(0.0, start)
@@ -401,7 +401,7 @@ class SetupResult:
     setup: Setup
     placement: Placement
     deployed: tuple[int, ...]
-    candidate: Candidate | None
+    candidate: ShareCandidate | None
     passes: int
 
     def full_shares(self, model_count: int) -> np.ndarray:
@@ -410,7 +410,7 @@ class SetupResult:
         return shares / shares.sum()
 
 
-def solve_setup(instance: Instance, prompts: Prompts, setup: Setup, placement: Placement) -> SetupResult:
+def inner_solve(instance: Instance, prompts: Prompts, setup: Setup, placement: Placement) -> SetupResult:
     """The inner solve: the best candidate shares for a fixed setup, or none if it cannot meet the SLO."""
     deployed = tuple(k for k, o in enumerate(setup) if o is not None)
     latency = SetupLatency.of(instance, setup)
@@ -452,7 +452,7 @@ def search_setups(instance: Instance, prompts: Prompts, utilization_floor: float
         if time_limit is not None and time.perf_counter() - start > time_limit:
             cut_short = True
             break
-        results.append(solve_setup(instance, prompts, setup, placement))
+        results.append(inner_solve(instance, prompts, setup, placement))
     bar.close()
     seconds["inner"] = time.perf_counter() - clock
     return SearchResult(search, tuple(results), cut_short, seconds)

@@ -18,8 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.cli_args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int
-from models.instance import InputError
+from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int
+from models.problem.instance import InputError
 from models.profiling.deployments import deployments, read_target
 from models.profiling.profiles import (
     CurveJob,

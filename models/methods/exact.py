@@ -44,11 +44,11 @@ size does not depend on the number of prompts N. Cuts are generated lazily
 (HiGHS has no lazy-constraint callback), in rounds:
 
 * solve the MIP; its bound is a valid upper bound on the optimum;
-* compute Q and its optimal prices at the MIP's shares (models/transport.py)
+* compute Q and its optimal prices at the MIP's shares (models/problem/transport.py)
   and add the cut that is tight there;
 * the first time a setup comes up, fix it and keep adding cuts at the fixed
   MIP's solutions until its bound meets Q; then solve the routing LP on that
-  setup exactly (models/routing.py). Its value is a feasible plan's quality,
+  setup exactly (models/methods/routing.py). Its value is a feasible plan's quality,
   a lower bound, and its duals are the routing prices;
 * stop when the bound and the best plan meet (relative gap `mip_gap`).
 
@@ -65,23 +65,23 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
-from models.instance import Instance, Option
-from models.latency import share_pieces
-from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.routing import CAPACITY_MARGIN, SLO_MARGIN, SetupRouting, solve_routing_lp
-from models.setup import Placement, Setup
-from models.solver import DEFAULT_MIP_GAP, make_solver, solve_model
-from models.transport import Prompts, best_routing
+from models.problem.instance import Instance, Option
+from models.problem.latency import share_pieces
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
+from models.methods.routing import CAPACITY_MARGIN, SLO_MARGIN, SetupRouting, solve_routing_lp
+from models.problem.setup import Placement, Setup
+from models.problem.solver import DEFAULT_MIP_GAP, make_solver, solve_model
+from models.problem.transport import Prompts, best_routing
 
 
-def model_choices(instance: Instance) -> list[tuple[str, int, int]]:
+def mip_choices(instance: Instance) -> list[tuple[str, int, int]]:
     return [(m.name, o.tp, o.mps_pct) for m in instance.models for o in instance.options(m)]
 
 
 def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.ConcreteModel:
     """The MIP of the module docstring: with (11) and no cuts yet (see `add_quality_cut`), or with (12)."""
     by_name = {model.name: model for model in instance.models}
-    choices = model_choices(instance)
+    choices = mip_choices(instance)
     pieces = {c: share_pieces(instance.curve(by_name[c[0]], Option(c[1], c[2])), instance.arrival_rate_rps)
               for c in choices}
     convex = [c for c in choices if pieces[c].is_convex]
@@ -227,7 +227,7 @@ def add_quality_cut(m: pyo.ConcreteModel, prompts: Prompts, prices: np.ndarray) 
 
 
 @dataclass(frozen=True, eq=False)
-class Candidate:
+class SetupCandidate:
     """A plan in the making: a setup with its placement and its routing LP's optimum."""
 
     setup: Setup
@@ -276,7 +276,7 @@ def evaluate_mip_solution(m, solver, instance: Instance, prompts: Prompts, solve
         return None
     if routing.quality < at_shares.quality - 1e-9:
         raise RuntimeError("exact: the routing LP lost quality against the MIP's shares; this is a bug")
-    return Candidate(setup, placement, routing)
+    return SetupCandidate(setup, placement, routing)
 
 
 def exclude_setup(m: pyo.ConcreteModel, setup: Setup) -> None:
@@ -376,7 +376,7 @@ def relative_gap(bound: float, quality: float) -> float:
     return max(0.0, bound - quality) / max(abs(quality), 1e-12)
 
 
-def final_plan(instance: Instance, best: Candidate, bound: float, mip_gap: float, notes: dict, seconds: float) -> Plan:
+def final_plan(instance: Instance, best: SetupCandidate, bound: float, mip_gap: float, notes: dict, seconds: float) -> Plan:
     """The best setup's routing LP optimum as a plan, with the MIP's bound and the gap."""
     routing = best.routing
     bound = max(bound, routing.quality)

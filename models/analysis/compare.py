@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.brute_force import TooLarge
-from models.evaluate import evaluate_plan
-from models.instance import Instance
-from models.methods import METHODS, SolveOptions
-from models.plan import Infeasible, NoPlanInTime, Plan, write_plan
-from models.report import fmt
-from models.solver import SolverError
+from models.methods.brute_force import TooLarge
+from models.evaluation.evaluate import evaluate_plan
+from models.problem.instance import Instance
+from models.methods.registry import METHODS, SolveOptions
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, write_plan
+from models.output.report import fmt
+from models.problem.solver import SolverError
 
 
 @dataclass(frozen=True, eq=False)

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
-from models.instance import Instance
-from models.latency import share_pieces
-from models.setup import Setup
-from models.solver import solve_model
-from models.transport import Prompts, best_at, best_models
+from models.problem.instance import Instance
+from models.problem.latency import share_pieces
+from models.problem.setup import Setup
+from models.problem.solver import solve_model
+from models.problem.transport import Prompts, best_at, best_models
 
 SLO_MARGIN = 1e-9  # relative: plans keep this far below the target, above solver tolerances
 CAPACITY_MARGIN = 1e-9

@@ -14,7 +14,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from models.instance import Instance, Model, Option
+from models.problem.instance import Instance, Model, Option
 
 Setup = tuple[Option | None, ...]
 Placement = tuple[tuple[int, ...], ...]  # per model, its GPUs (empty when not deployed)

@@ -8,7 +8,7 @@ For one model at one option, the profile points (r_k, L_k) give
   (0, 0) and (r_k / lam, (r_k / lam) * L_k);
 * the capacity: lam * w <= r_K.
 
-The evaluator (`models/evaluate.py`) recomputes these on its own on purpose.
+The evaluator (`models/evaluation/evaluate.py`) recomputes these on its own on purpose.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.instance import Curve
+from models.problem.instance import Curve
 
 CONVEXITY_TOL = 1e-9
 CAPACITY_TOL = 1e-9  # relative; above r_K the option is overloaded and its TTFT unbounded

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
-from models.instance import Instance
-from models.latency import share_pieces
-from models.routing import SLO_MARGIN
-from models.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.setup import Setup, describe_setup, placeable_setups
-from models.solver import SolveResult, solve_model
+from models.problem.instance import Instance
+from models.problem.latency import share_pieces
+from models.methods.routing import SLO_MARGIN
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
+from models.problem.setup import Setup, describe_setup, placeable_setups
+from models.problem.solver import SolveResult, solve_model
 
 WORK_LIMIT = 300_000  # setups x rows x models: about a minute here (bench/enumerate_size.py: 210-250 s per million)
 
@@ -47,7 +47,7 @@ class TooLarge(ValueError):
 
 
 @dataclass(frozen=True)
-class SetupRouting:
+class SetupOptimum:
     """The best routing for one setup: quality, shares and the routing prices from the fixed-segment LP."""
 
     quality: float
@@ -124,7 +124,7 @@ def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality
     return m
 
 
-def solve_setup(instance: Instance, setup: Setup, time_limit: float | None) -> tuple[SolveResult, SetupRouting | None]:
+def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None) -> tuple[SolveResult, SetupOptimum | None]:
     """Best routing for one setup, with routing prices from the LP whose segments are fixed at the optimum."""
     m = build_setup_milp(instance, setup)
     result = solve_model(m, time_limit=time_limit)
@@ -142,7 +142,7 @@ def solve_setup(instance: Instance, setup: Setup, time_limit: float | None) -> t
         shares.append(pyo.value(m.share[k]) if deployed else 0.0)
         prices.append(m.dual[m.on_curve[k]] if deployed else None)
     shares = np.clip(shares, 0, None)
-    return result, SetupRouting(pyo.value(m.quality), tuple(shares / shares.sum()), tuple(prices))
+    return result, SetupOptimum(pyo.value(m.quality), tuple(shares / shares.sum()), tuple(prices))
 
 
 def lowest_mean_ttft(instance: Instance, setup: Setup) -> float:
@@ -176,7 +176,7 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None) -> Plan
         if remaining is not None and remaining <= 0:
             timed_out = True
             break
-        result, routing = solve_setup(instance, setup, remaining)
+        result, routing = solve_setup_milp(instance, setup, remaining)
         timed_out |= result.status == "time_limit"
         if routing is not None and (best is None or routing.quality > best[2].quality + 1e-12):
             best = (setup, placement, routing)

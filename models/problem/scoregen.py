@@ -47,7 +47,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from models.instance import InputError, check_columns, line_of, numeric_column, read_csv
+from models.problem.instance import InputError, check_columns, line_of, numeric_column, read_csv
 
 ROUTERBENCH_COLUMNS = {  # instance model name -> RouterBench correctness column
     "mistral-7b": "mistralai/mistral-7b-chat",

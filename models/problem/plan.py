@@ -10,9 +10,9 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from models.instance import Instance, Option
-from models.latency import latency_ms, share_pieces
-from models.setup import Placement, Setup
+from models.problem.instance import Instance, Option
+from models.problem.latency import latency_ms, share_pieces
+from models.problem.setup import Placement, Setup
 
 STATUSES = ("optimal", "time_limit", "heuristic", "infeasible")
 

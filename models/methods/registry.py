@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from models.baselines import BASELINES, solve_baseline
-from models.brute_force import solve_enumerate
-from models.exact import solve_exact
-from models.greedy import solve_quality_greedy
-from models.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic
-from models.instance import Instance
-from models.plan import Plan
-from models.realized import solve_fixed_latency
-from models.solver import DEFAULT_MIP_GAP
+from models.methods.baselines import BASELINES, solve_baseline
+from models.methods.brute_force import solve_enumerate
+from models.methods.exact import solve_exact
+from models.methods.greedy import solve_quality_greedy
+from models.methods.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic
+from models.problem.instance import Instance
+from models.problem.plan import Plan
+from models.methods.fixed_latency import solve_fixed_latency
+from models.problem.solver import DEFAULT_MIP_GAP
 
 
 @dataclass(frozen=True)

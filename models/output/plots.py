@@ -8,7 +8,7 @@
   (load, TTFT), the capacity r_K and, for reference, the mean-TTFT target (the
   target bounds the mean over models, not each model's TTFT).
 * Frontier: quality against the mean-TTFT target, one line per method
-  (`models/sweep.py`).
+  (`models/analysis/sweep.py`).
 
 Figures are built on `matplotlib.figure.Figure` directly, without pyplot, so
 no global state or display is involved; PNGs are rendered by the Agg backend.
@@ -27,10 +27,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from models.baselines import BASELINES
-from models.instance import Instance, Option
-from models.latency import latency_ms
-from models.plan import Plan
+from models.methods.baselines import BASELINES
+from models.problem.instance import Instance, Option
+from models.problem.latency import latency_ms
+from models.problem.plan import Plan
 
 DPI = 100
 CURVE_SAMPLES = 200  # loads at which the interpolated curve is drawn

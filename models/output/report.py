@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from models.evaluate import Evaluation
-from models.plan import Plan
+from models.evaluation.evaluate import Evaluation
+from models.problem.plan import Plan
 
 
 def fmt(value, spec: str, missing: str = "-") -> str:

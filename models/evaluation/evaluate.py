@@ -29,7 +29,7 @@ import highspy
 import numpy as np
 import pandas as pd
 
-from models.instance import Instance, Option
+from models.problem.instance import Instance, Option
 
 SHARE_TOL = 1e-6  # absolute, on the sum of shares and on each share
 RELATIVE_TOL = 1e-6  # on capacity (5) and the SLO (6)

@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from models.instance import Instance
-from models.latency import share_pieces
-from models.plan import Infeasible, Plan, SolverReport, build_plan
-from models.setup import find_placement, model_choices, placeable_setups, setups_by_cost
+from models.problem.instance import Instance
+from models.problem.latency import share_pieces
+from models.problem.plan import Infeasible, Plan, SolverReport, build_plan
+from models.problem.setup import find_placement, model_choices, placeable_setups, setups_by_cost
 
 
 def greedy_shares(scores: np.ndarray) -> np.ndarray:

@@ -24,10 +24,10 @@ import itertools
 import time
 from types import MappingProxyType
 
-from models.exact import solve_exact
-from models.instance import Instance, Option
-from models.plan import Infeasible, Plan, SolverReport
-from models.setup import find_placement
+from models.methods.exact import solve_exact
+from models.problem.instance import Instance, Option
+from models.problem.plan import Infeasible, Plan, SolverReport
+from models.problem.setup import find_placement
 
 
 def restricted(instance: Instance, allowed: dict[str, set[Option]]) -> Instance:

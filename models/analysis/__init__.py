@@ -1,0 +1,1 @@
+"""Running methods side by side: the comparison, the target sweep, realized routing."""

@@ -1,0 +1,1 @@
+"""The command lines: `solve.py` (main), its `profile` and `sweep` subcommands, shared argument parsing."""

@@ -1,0 +1,1 @@
+"""The independent plan evaluator: it shares no code with the methods."""

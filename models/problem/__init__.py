@@ -1,0 +1,1 @@
+"""The problem: instances, plans, the latency model, setups, the transportation problem, the solver wrapper."""
