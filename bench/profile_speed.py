@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: how long the simulator takes to build every latency curve of paper-4xA100.
 
-    python bench/profile_speed.py [--workers 2] [--data ../shared/data]
+    python bench/profile_speed.py [--workers 2] [--data data/measured]
 
 1. The block-stepping engine against the simpy reference (one event per
    iteration) on the same requests: seconds each (best of 3) and the ratio.
@@ -90,7 +90,7 @@ def whole_instance(data: Path, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "measured")
     args = parser.parse_args()
     engine_against_reference(args.data)
     whole_instance(args.data, args.workers)

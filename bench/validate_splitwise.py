@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validation against measurements nobody here made: Splitwise's llama2-70b prompt times on A100.
 
-    python bench/validate_splitwise.py [--data ../shared/data]
+    python bench/validate_splitwise.py [--data data/measured]
 
 Splitwise (Patel et al., ISCA 2024; Mutinifni/splitwise-sim, MIT) measured the
 prompt (prefill) time of Llama-2-70B on A100-80GB by tensor-parallel degree and
@@ -57,7 +57,7 @@ def low_load_ttft_ms(server: Server, prompt_tokens: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "measured")
     args = parser.parse_args()
     table = read_step_table(args.data / "muxserve-a100" / "llama.json")
     stand_in = STAND_INS[SERVED]

@@ -9,6 +9,7 @@ from models.problem.instance import load_instance
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
+MEASURED = DATA / "measured"  # measured data shipped with the project (data/measured/README.md)
 
 
 @pytest.fixture(scope="session")

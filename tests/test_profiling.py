@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import MEASURED
+
 from models.problem.instance import InputError
 from models.profiling.analytic import QueueModel
 from models.profiling.reference import simulate_reference
@@ -19,9 +21,8 @@ from models.profiling.sweep import SweepSettings, capacity_rps, measure, sweep
 from models.profiling.table import TableError, read_step_table
 from models.profiling.workload import LengthModel, Trace, Workload, read_trace, sample_workload
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_TABLE = SHARED / "muxserve-a100" / "llama.json"
-REAL_TRACE = SHARED / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
+REAL_TABLE = MEASURED / "muxserve-a100" / "llama.json"
+REAL_TRACE = MEASURED / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
 BATCHES = (1, 2, 4, 8, 16)
 SEQS = (32, 64, 128, 256, 512)
 
