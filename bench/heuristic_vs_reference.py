@@ -34,7 +34,8 @@ from models.methods.exact import solve_exact  # noqa: E402
 from models.methods.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
 from models.problem.plan import Infeasible  # noqa: E402
-from models.analysis.realized import latency_oblivious_table, realized_routing  # noqa: E402
+from models.analysis.references import latency_oblivious_table  # noqa: E402
+from models.problem.realized import realized_routing  # noqa: E402
 from random_instances import write_random_instance  # noqa: E402
 
 SHIPPED = ("tiny", "paper-4xA100", "paper-8xA100")

@@ -28,7 +28,8 @@ def test_worked_example_numbers(tiny):
         "TTFT contribution of small (ms)": by_name.contribution_ms["small"],
         "TTFT contribution of large (ms)": by_name.contribution_ms["large"],
         "TTFT of large at its load (ms)": by_name.ttft_ms["large"],
-        "price of large minus price of small": by_name.price["large"] - by_name.price["small"],
+        "price of large minus price of small": plan.prices[1] - plan.prices[0],
+        "smallest margin of an unsplit prompt": plan.routing.min_margin,
         "quality per ms of target": plan.sensitivity["quality_per_ms_of_target"],
         "quality per request/s of load": plan.sensitivity["quality_per_rps_of_load"],
     }

@@ -20,7 +20,7 @@ def test_tiny_optimum(tiny):
     assert plan.notes["setups_evaluated"] == 2  # setups A and C
     evaluation = evaluate_plan(tiny, plan.to_dict())
     assert evaluation.consistent
-    small_price, large_price = plan.models.price
+    small_price, large_price = plan.prices
     assert large_price - small_price == pytest.approx(0.4, abs=1e-6)
 
 

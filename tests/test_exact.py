@@ -14,7 +14,7 @@ from models.evaluation.evaluate import evaluate_plan
 from models.methods.exact import build_joint_mip, solve_exact
 from models.problem.instance import Option, load_instance
 from models.problem.plan import Infeasible, NoPlanInTime
-from models.methods.routing import SLO_MARGIN, build_routing_lp
+from models.methods.routing import build_routing_lp
 from models.problem.solver import solve_model
 from models.problem.transport import Prompts, best_routing
 from random_instances import write_random_instance
@@ -134,13 +134,16 @@ def test_determinism(random_instances):
 
 @pytest.mark.parametrize("solve", [solve_exact, solve_enumerate])
 def test_target_at_the_lowest_reachable_ttft(tiny, solve):
-    """tiny's lowest mean TTFT is 18 ms (README): at exactly 18 ms no plan keeps the 1e-9 margin,
-    at 18.001 ms the plan sends (18.001 (1 - 1e-9) - 18) / 82 of the share to large (setup C, mean TTFT
-    18 + 82 w on large's first segment, the target kept with the plans' margin)."""
-    with pytest.raises(Infeasible, match="18.00 ms, within the plans' margin"):
-        solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.0))
+    """tiny's lowest mean TTFT is 18 ms (README), with every prompt on small at setup C: a target of
+    exactly 18 ms is met by that plan, quality (0.9 + 0.5 + 0.2 + 0.6) / 4 = 0.55; at 18.001 ms the plan
+    sends 0.001 / 82 of the share to large (mean TTFT 18 + 82 w on large's first segment), gaining 0.8 per
+    unit share (p3 moves first): quality 0.55 + 0.8 * 0.001 / 82."""
+    plan = solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.0))
+    assert plan.quality == pytest.approx(0.55, abs=1e-9)
+    assert plan.mean_ttft_ms == pytest.approx(18.0, abs=1e-7) and plan.slo_met
     plan = solve(dataclasses.replace(tiny, slo_mean_ttft_ms=18.001))
-    assert plan.shares[1] == pytest.approx((18.001 * (1 - SLO_MARGIN) - 18) / 82, rel=1e-6)
+    assert plan.shares[1] == pytest.approx(0.001 / 82, rel=1e-6)
+    assert plan.quality == pytest.approx(0.55 + 0.8 * 0.001 / 82, abs=1e-9)
 
 
 def test_time_limit_without_plan(tiny):
@@ -196,7 +199,7 @@ def test_prices_by_strong_duality(tiny, random_instances):
     with Q from the independent evaluator: the prices are optimal transportation duals."""
     for instance, plan in exact_plans(tiny, random_instances):
         deployed = [k for k, o in enumerate(plan.setup) if o is not None]
-        prices = np.array([plan.models.price[k] for k in deployed])
+        prices = plan.prices[deployed]
         shares = np.array(plan.shares)[deployed]
         dual_value = Prompts.merge(instance.scores[:, deployed]).bound(prices) + prices @ shares
         quality = evaluate_plan(instance, plan.to_dict()).quality
@@ -210,7 +213,7 @@ def test_price_rule_sends_prompts_where_the_optimum_does(tiny, random_instances)
         deployed = [k for k, o in enumerate(plan.setup) if o is not None]
         prompts = Prompts.merge(instance.scores[:, deployed])
         fractions = best_routing(prompts, np.array(plan.shares)[deployed]).fractions
-        utilities = prompts.rows - np.array([plan.models.price[k] for k in deployed])
+        utilities = prompts.rows - plan.prices[deployed]
         best = utilities.max(axis=1, keepdims=True)
         used = fractions > 1e-9
         assert np.all(utilities[used] >= (best - 1e-7).repeat(len(deployed), axis=1)[used])

@@ -89,8 +89,8 @@ def test_router_json_carries_the_plans_prices_and_rule(tiny, tiny_plan, tmp_path
     router = json.loads(write_export(tiny, tiny_plan, tmp_path)[1].read_text())
     assert router["rule"] == RULE == "argmax_i score[i] - price[i]"
     assert [m["name"] for m in router["models"]] == ["small", "large"]
-    for entry, row in zip(router["models"], tiny_plan.models.itertuples()):
-        assert entry["price"] == row.price
+    for entry, row, price in zip(router["models"], tiny_plan.models.itertuples(), tiny_plan.prices):
+        assert entry["price"] == price
         assert entry["expected_share"] == row.share
     assert "scores.csv" in router["score_source"]["scores_file"]
     assert router["not_deployed"] == []
@@ -101,7 +101,7 @@ def test_an_undeployed_model_gets_no_launch_line(tiny, tmp_path):
     # <= 60 ms, quality (0.9 + 0.5 + 0.2 + 0.6) / 4 = 0.55 (data/tiny/README.md).
     models = (tiny.models[0], dataclasses.replace(tiny.models[1], required=False))
     instance = dataclasses.replace(tiny, models=models)
-    plan = build_plan(instance, "by-hand", (Option(1, 100), None), ((0,), ()), (1.0, 0.0), (0.0, None), 0.55,
+    plan = build_plan(instance, "by-hand", (Option(1, 100), None), ((0,), ()), (1.0, 0.0), 0.55,
                       SolverReport("heuristic", 0.0))
     script, router, note = write_export(instance, plan, tmp_path)
     assert set(launch_lines(script.read_text())) == {"small"}

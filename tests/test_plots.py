@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import dataclasses
 import matplotlib.image
 import numpy as np
 import pytest
@@ -86,3 +87,15 @@ def test_an_overloaded_plan_is_drawn_with_its_load_beyond_capacity(tmp_path):
         assert any(row.name in title and "beyond capacity" in title for title in titles)
     for path in write_plots(instance, plan, tmp_path):
         assert_valid_png(path)
+
+
+def test_latency_plot_draws_the_headroom_line_beside_r_k(tiny):
+    # headroom 0.44: large (r_K 8) is planned at most 0.56 x 8 = 4.48 requests/s, small (r_K 10) 5.6
+    at = dataclasses.replace(tiny, headroom=0.44)
+    plan = solve_exact(at)
+    panels = [axes for axes in plot_latency(at, plan).axes if axes.get_visible()]
+    for axes, limit in zip(panels, (5.6, 4.48)):
+        dashdot = [line for line in axes.lines if line.get_linestyle() == "-."]
+        assert len(dashdot) == 1 and dashdot[0].get_xdata()[0] == pytest.approx(limit)
+    without = [axes for axes in plot_latency(tiny, solve_exact(tiny)).axes if axes.get_visible()]
+    assert not any(line.get_linestyle() == "-." for axes in without for line in axes.lines)

@@ -8,14 +8,16 @@ C (both models tp2/mps50): H_small(w) = 18 w; H_large through (0, 0), (0.4, 40),
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.greedy import solve_quality_greedy
 from models.problem.instance import Option, load_instance
 from models.problem.plan import Infeasible, SolverReport, build_plan
-from models.analysis.realized import format_realized, latency_oblivious_table, realized_routing
+from models.problem.published import PublishedRouting
+from models.analysis.references import latency_oblivious_table
+from models.output.report import format_realized
+from models.problem.realized import realized_routing
 from models.methods.fixed_latency import solve_fixed_latency, zero_load_ttft
 from models.problem.transport import Prompts, best_routing
 from random_instances import write_random_instance
@@ -25,8 +27,8 @@ SEEDS = range(12)
 
 
 def tiny_plan(tiny, large_price, large_share=37 / 81):
-    return build_plan(tiny, "hand", SETUP_C, ((0, 1), (0, 1)), [1 - large_share, large_share],
-                      [0.0, large_price], 0.0, SolverReport("heuristic", 0.0))
+    return build_plan(tiny, "hand", SETUP_C, ((0, 1), (0, 1)), [1 - large_share, large_share], 0.0,
+                      SolverReport("heuristic", 0.0), routing=PublishedRouting.of_prices([0.0, large_price]))
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +60,16 @@ def test_realized_routing_can_break_the_target(tiny):
     assert realized.realized_quality == pytest.approx(0.85, abs=1e-12)
     assert realized.realized_mean_ttft_ms == pytest.approx(67.0, abs=1e-9)
     assert not realized.realized_slo_met
-    assert "BROKEN" in format_realized(realized)
+    assert "BROKEN" in format_realized(realized, 0)
 
 
 def test_undeployed_models_get_nothing_and_prices_are_required(tiny):
-    plan = build_plan(tiny, "hand", (Option(2, 50), None), ((0, 1), ()), [1.0, 0.0], [0.0, None], 0.55,
-                      SolverReport("heuristic", 0.0))
+    plan = build_plan(tiny, "hand", (Option(2, 50), None), ((0, 1), ()), [1.0, 0.0], 0.55,
+                      SolverReport("heuristic", 0.0), routing=PublishedRouting.of_prices([0.0, None]))
     realized = realized_routing(tiny, plan)
     assert list(realized.models.realized_share) == [1.0, 0.0]
-    unpriced = build_plan(tiny, "hand", SETUP_C, ((0, 1), (0, 1)), [0.5, 0.5], [0.0, None], 0.85,
-                          SolverReport("heuristic", 0.0))
+    unpriced = build_plan(tiny, "hand", SETUP_C, ((0, 1), (0, 1)), [0.5, 0.5], 0.85,
+                          SolverReport("heuristic", 0.0), routing=PublishedRouting.of_prices([0.0, None]))
     with pytest.raises(ValueError, match="'large' has no price"):
         realized_routing(tiny, unpriced)
 
@@ -77,9 +79,12 @@ def test_price_routing_is_optimal_for_its_own_shares(random_instances):
     # (complementary slackness), whatever the prices: its quality is Q of its shares
     rng = np.random.default_rng(0)
     for instance in random_instances:
-        plan = solve_quality_greedy(instance)
-        prices = [None if pd.isna(p) else float(rng.uniform(0, 0.5)) for p in plan.models.price]
-        priced = dataclasses.replace(plan, models=plan.models.assign(price=prices))
+        try:
+            plan = solve_quality_greedy(instance)
+        except Infeasible:  # no setup deploys every model the greedy routing uses
+            continue
+        prices = [None if np.isnan(p) else float(rng.uniform(0, 0.5)) for p in plan.prices]
+        priced = dataclasses.replace(plan, routing=PublishedRouting.of_prices(prices))
         realized = realized_routing(instance, priced)
         shares = realized.models.realized_share.to_numpy()
         quality = best_routing(Prompts.merge(instance.scores), shares).quality
@@ -93,7 +98,7 @@ def test_fixed_latency_on_tiny(tiny):
     # zero-load TTFTs on C: small 18 ms, large 100 ms. Believed TTFT 18 (1 - w) + 100 w <= 60 gives
     # w <= 21/41 on large. Q(w) = 0.85 + 0.1 (w - 1/2) on [1/2, 3/4] (p1, gain 0.1, is split):
     # Q = 0.85 + 0.1 / 82. True TTFT: 18 * 20/41 + 40 + 180 * (21/41 - 0.4) = 68.976 ms > 60.
-    # The prices are mu* (18, 100) with mu* (100 - 18) = 0.1, p1's gain.
+    # The published prices tie the split prompt p1: their difference is p1's gain, 0.1.
     plan = solve_fixed_latency(tiny)
     assert plan.setup == SETUP_C
     assert plan.shares[1] == pytest.approx(21 / 41, abs=1e-12)
@@ -101,7 +106,7 @@ def test_fixed_latency_on_tiny(tiny):
     assert plan.mean_ttft_ms == pytest.approx(18 * 20 / 41 + 40 + 180 * (21 / 41 - 0.4), abs=1e-9)
     assert plan.notes["believed_mean_ttft_ms"] == pytest.approx(60.0, abs=1e-3)
     assert plan.solver.status == "infeasible"
-    small_price, large_price = plan.models.price
+    small_price, large_price = plan.prices
     assert large_price - small_price == pytest.approx(0.1, abs=1e-9)
     evaluation = evaluate_plan(tiny, plan.to_dict())
     assert not evaluation.mismatches

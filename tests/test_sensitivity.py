@@ -9,6 +9,8 @@ gives w = (tau - 18 + 320 / lam) / 162, and Q = 0.75 + 0.4 (w - 1/4). So
 
 import dataclasses
 
+import numpy as np
+
 import pytest
 
 from models.methods.exact import solve_exact
@@ -27,8 +29,7 @@ def test_tiny_by_hand(tiny):
 def quality_at(instance, plan, **changes):
     """The routing LP's optimum at the plan's setup with perturbed data."""
     perturbed = dataclasses.replace(instance, **changes)
-    prices = [0.0 if p is None else p for p in plan.models.price]
-    return solve_routing_lp(perturbed, plan.setup, plan.shares, prices).quality
+    return solve_routing_lp(perturbed, plan.setup, plan.shares, np.nan_to_num(plan.prices)).quality
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from models.evaluation.evaluate import evaluate_plan
 from models.problem.instance import Instance
 from models.methods.registry import METHODS, SolveOptions
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, write_plan
+from models.problem.realized import realized_routing
 from models.output.report import fmt
 from models.problem.solver import SolverError
 
@@ -33,12 +34,21 @@ class Outcome:
     plan: Plan | None = None
     evaluator_agrees: bool | None = None  # a solution passes every check; a broken reference is found broken
     reason: str = ""
+    refusal: str | None = None  # why the plan's published routing makes it undeployable (SPEC 4.3)
 
     @property
     def status(self) -> str:
         if self.plan is None:
             return self.reason.split(":")[0]
+        if self.refusal and self.plan.solver.status != "infeasible":
+            return "routing breaks"
         return self.plan.solver.status
+
+    @property
+    def is_solution(self) -> bool:
+        """A plan that meets the target, passes the evaluator and whose published routing realizes it."""
+        return (self.plan is not None and self.plan.solver.status != "infeasible" and bool(self.evaluator_agrees)
+                and self.refusal is None)
 
 
 def run(instance: Instance, name: str, options: SolveOptions) -> Outcome:
@@ -56,7 +66,7 @@ def run(instance: Instance, name: str, options: SolveOptions) -> Outcome:
         return Outcome(name, time.perf_counter() - start, reason=f"error: {err}")
     evaluation = evaluate_plan(instance, plan.to_dict())
     agrees = evaluation.consistent if plan.solver.status != "infeasible" else not evaluation.feasible
-    return Outcome(name, plan.solver.seconds, plan, agrees)
+    return Outcome(name, plan.solver.seconds, plan, agrees, refusal=realized_routing(instance, plan).refusal())
 
 
 def compare(instance: Instance, names, options: SolveOptions, out_dir: Path | None = None,
@@ -67,7 +77,7 @@ def compare(instance: Instance, names, options: SolveOptions, out_dir: Path | No
             print(f"all: {name} ...", file=sys.stderr)
         outcome = run(instance, name, options)
         outcomes.append(outcome)
-        if out_dir is not None and outcome.plan is not None:
+        if out_dir is not None and outcome.plan is not None and outcome.status != "routing breaks":
             out_dir.mkdir(parents=True, exist_ok=True)
             write_plan(outcome.plan, out_dir / f"{name}.json")
     return comparison_table(instance, outcomes), outcomes
@@ -111,4 +121,6 @@ def format_comparison(instance: Instance, table: pd.DataFrame, outcomes: list[Ou
              f"mean TTFT target {instance.slo_mean_ttft_ms:g} ms",
              table.to_string(index=False, na_rep="-")]
     lines += [f"  {o.method}: {o.reason}" for o in outcomes if o.plan is None]
+    lines += [f"  {o.method}: not returned: {o.refusal}" for o in outcomes
+              if o.refusal and o.plan.solver.status != "infeasible"]
     return "\n".join(lines)

@@ -36,6 +36,17 @@ def non_negative_int(text: str) -> int:
     return int(text)
 
 
+def headroom_fraction(text: str) -> float:
+    """A fraction in [0, 1) (SPEC 4.1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1)")
+    return value
+
+
 def fraction(text: str) -> float:
     try:
         value = float(text)

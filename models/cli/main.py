@@ -20,11 +20,13 @@ with no plan.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from models.methods.brute_force import TooLarge
-from models.cli.args import EXIT_USAGE, OneLineParser, fraction, positive_float, positive_int
+from models.cli.args import (EXIT_USAGE, OneLineParser, fraction, headroom_fraction, non_negative_int, positive_float,
+                             positive_int)
 from models.analysis.compare import compare, format_comparison
 from models.evaluation.evaluate import evaluate_plan
 from models.output.export import ExportError, write_export
@@ -34,8 +36,9 @@ from models.methods.registry import METHODS, SolveOptions
 from models.problem.plan import Infeasible, NoPlanInTime, write_plan
 from models.output.plots import write_plots
 from models.cli import profile as profile_cli
-from models.analysis.realized import format_realized, realized_routing
-from models.output.report import format_plan
+from models.analysis.robustness import DEFAULT_SEED, DEFAULT_WINDOW, format_robustness, robustness
+from models.output.report import format_plan, format_realized
+from models.problem.realized import realized_routing
 from models.problem.solver import DEFAULT_MIP_GAP
 from models.analysis.sweep import DEFAULT_METHODS, SWEEP_METHODS, frontier, parse_targets, run_sweep, write_sweep
 
@@ -63,6 +66,14 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--utilization-floor", type=fraction, default=DEFAULT_UTILIZATION_FLOOR, metavar="FRACTION",
                         help="heuristic and fixed-latency: keep setups using at least this fraction of the "
                              f"cluster's compute (default {DEFAULT_UTILIZATION_FLOOR:g}, the paper's rule)")
+    parser.add_argument("--headroom", type=headroom_fraction, default=None, metavar="FRACTION",
+                        help="plan no model above (1 - FRACTION) of the highest load its option sustains "
+                             "(SPEC 4.1; default: the instance's workload.headroom, 0 if absent)")
+    parser.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, metavar="REQUESTS",
+                        help="robustness: the window of requests over which each model's load is bootstrapped "
+                             f"(default {DEFAULT_WINDOW})")
+    parser.add_argument("--bootstrap-seed", type=non_negative_int, default=DEFAULT_SEED, metavar="SEED",
+                        help=f"robustness: the bootstrap's seed (default {DEFAULT_SEED})")
     parser.add_argument("--spread", action="store_true",
                         help="also report the best and worst quality over the setups pruning keeps (the "
                              "paper's spread statistic, from the heuristic's inner solver)")
@@ -101,13 +112,19 @@ def run_method(instance, name: str, args) -> int:
     print(format_plan(plan, evaluation))
     if plan.method == "heuristic":
         print(search_summary(plan.notes))
-    print(format_realized(realized_routing(instance, plan)))
+    realized = realized_routing(instance, plan)
+    print(format_realized(realized, len(plan.routing.splits)))
+    robust = robustness(instance, plan, args.window, seed=args.bootstrap_seed)
+    print(format_robustness(robust, instance.arrival_rate_rps))
+    plan = dataclasses.replace(plan, notes={**plan.notes, "robustness": robust.notes()})
     if args.plot:
         for path in write_plots(instance, plan, args.plot):
             print(f"plot: {path}", file=sys.stderr)
     if plan.solver.status == "infeasible":
         return error(f"infeasible: {name} breaks the SLO: predicted mean TTFT {plan.mean_ttft_ms:.2f} ms "
                      f"> target {plan.slo_ms:g} ms; it is a reference, not a plan", EXIT_INFEASIBLE)
+    if realized.refusal():
+        return error(f"infeasible: the {name} plan is not returned: {realized.refusal()}", EXIT_INFEASIBLE)
     if not evaluation.consistent:
         return error(f"internal error: the independent evaluator rejects the {name} plan; not returned",
                      EXIT_INTERNAL)
@@ -130,7 +147,7 @@ def run_all(instance, args) -> int:
     if any(o.evaluator_agrees is False or o.status == "error" for o in outcomes):
         return error("internal error: a method failed or the evaluator rejects a plan (see the table)",
                      EXIT_INTERNAL)
-    if any(o.plan is not None and o.plan.solver.status != "infeasible" for o in outcomes):
+    if any(o.is_solution for o in outcomes):
         return EXIT_PLAN
     if any(o.status == "no plan in time" for o in outcomes):
         return EXIT_NO_PLAN_IN_TIME
@@ -178,11 +195,16 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed as one line
+        return stop.code
     try:
         instance = load_instance(args.instance or DEFAULT_INSTANCE)
     except InputError as err:
         return error(f"error: {err}", EXIT_USAGE)
+    if args.headroom is not None:
+        instance = dataclasses.replace(instance, headroom=args.headroom)
     try:
         status = run_all(instance, args) if args.method == "all" else run_method(instance, args.method, args)
     except OSError as err:  # an output path that cannot be written

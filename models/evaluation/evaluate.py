@@ -19,6 +19,13 @@ score row and one price per model:
 
 where c_r counts the prompts with score row r. HiGHS solves it (interior
 point with crossover, which scales far better here than simplex on the primal).
+
+Capacity (5) is checked against (1 - headroom) r_K (SPEC 4.1). When the plan
+publishes its routing (SPEC 4.3), the evaluator applies that rule to every
+prompt on its own: listed prompts by their fractions, every other prompt to
+the first deployed model with the largest s[x,i] - price_i. The shares it
+gives must be the plan's within 1e-9, and its quality, smallest margin and
+the reported utilizations (load / r_K) must match the plan's numbers.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ SHARE_TOL = 1e-6  # absolute, on the sum of shares and on each share
 RELATIVE_TOL = 1e-6  # on capacity (5) and the SLO (6)
 MEMORY_TOL_GB = 1e-6
 REPORT_TOL = 1e-6  # reported quality and mean TTFT against the evaluated ones (relative)
+ROUTING_SHARE_TOL = 1e-9  # SPEC 4.3: the published rule gives every model its share within this
+MARGIN_TOL = 1e-9  # reported smallest margin against the evaluated one (absolute, score units)
 
 
 @dataclass(frozen=True)
@@ -87,13 +96,16 @@ def evaluate_plan(instance: Instance, plan: dict) -> Evaluation:
     quality, prices = None, None
     if shares is not None:
         quality, prices = transport_value(instance.scores, shares)
+    mismatches = report_mismatches(plan, quality, mean_ttft) + utilization_mismatches(instance, entries)
+    if "routing" in plan and shares is not None:
+        mismatches += check_published_routing(instance, plan, entries, shares, violations)
     return Evaluation(
         violations=tuple(violations),
         models=table,
         mean_ttft_ms=mean_ttft,
         quality=quality,
         prices=prices,
-        mismatches=tuple(report_mismatches(plan, quality, mean_ttft)),
+        mismatches=tuple(mismatches),
     )
 
 
@@ -205,10 +217,11 @@ def latency_table(instance: Instance, entries, shares, violations: list[Violatio
                          "contribution_ms": 0.0 if share == 0 else np.inf})
             continue
         rates, ttfts = np.array(curve.rates_rps), np.array(curve.ttfts_ms)
-        if load > rates[-1] * (1 + RELATIVE_TOL):
-            violations.append(Violation("(5) capacity", f"model {model.name}", load - rates[-1], "requests/s",
-                                        f"model '{model.name}' gets {load:.3f} requests/s; its option sustains "
-                                        f"{rates[-1]:g}"))
+        limit = (1 - instance.headroom) * rates[-1]
+        if load > limit * (1 + RELATIVE_TOL):
+            violations.append(Violation("(5) capacity", f"model {model.name}", load - limit, "requests/s",
+                                        f"model '{model.name}' gets {load:.3f} requests/s; it may carry {limit:g} "
+                                        f"((1 - headroom {instance.headroom:g}) x r_K {rates[-1]:g})"))
             rows.append({"name": model.name, "load_rps": load, "ttft_ms": np.inf, "contribution_ms": np.inf})
             continue
         knots_w = np.concatenate([[0.0], rates / lam])
@@ -269,3 +282,100 @@ def report_mismatches(plan: dict, quality: float | None, mean_ttft: float) -> li
             abs(reported_ttft - mean_ttft) > REPORT_TOL * max(1.0, abs(mean_ttft)):
         mismatches.append(f"plan reports mean TTFT {reported_ttft:.6f} ms, evaluated {mean_ttft:.6f} ms")
     return mismatches
+
+
+def utilization_mismatches(instance: Instance, entries) -> list[str]:
+    """Reported utilizations against load / r_K."""
+    mismatches = []
+    for model, entry in zip(instance.models, entries):
+        option = deployed_option(entry)
+        reported = entry.get("utilization") if entry is not None else None
+        if option is None or reported is None or (model.name, option) not in instance.curves:
+            continue
+        utilization = float(entry.get("share", 0)) * instance.arrival_rate_rps / instance.curves[(model.name, option)].rates_rps[-1]
+        if abs(reported - utilization) > REPORT_TOL * max(1.0, utilization):
+            mismatches.append(f"model '{model.name}' reports utilization {reported:.9f}, evaluated {utilization:.9f}")
+    return mismatches
+
+
+# ---------------------------------------------------------------- the published routing (SPEC 4.3)
+
+
+def check_published_routing(instance: Instance, plan: dict, entries, shares: np.ndarray,
+                            violations: list[Violation]) -> list[str]:
+    """Apply the plan's rule to every prompt; a share off by more than 1e-9 is a violation, a quality or
+    margin that differs from the plan's a mismatch (returned)."""
+    routing = plan["routing"]
+    prices = published_prices(instance, entries, violations)
+    fractions = split_fractions(instance, routing, entries, violations)
+    if prices is None or fractions is None:
+        return []
+    listed = np.isfinite(fractions[:, 0])
+    utility = instance.scores - prices  # -inf for models not deployed
+    chosen = np.argmax(utility, axis=1)  # the first of the largest
+    fractions[~listed] = 0.0
+    fractions[np.flatnonzero(~listed), chosen[~listed]] = 1.0
+    realized = fractions.mean(axis=0)
+    for model, share, planned in zip(instance.models, realized, shares):
+        if abs(share - planned) > ROUTING_SHARE_TOL:
+            violations.append(Violation("(4.3) routing", f"model {model.name}", abs(share - planned), "share",
+                                        f"the published rule gives '{model.name}' share {share:.12f}; the plan "
+                                        f"says {planned:.12f}"))
+    mismatches = []
+    quality = float((fractions * instance.scores).sum(axis=1).mean())
+    if plan.get("quality") is not None and abs(quality - plan["quality"]) > REPORT_TOL * max(1.0, abs(quality)):
+        mismatches.append(f"the published rule's quality is {quality:.9f}; the plan reports {plan['quality']:.9f}")
+    margin = smallest_margin(utility[~listed])
+    reported = routing.get("min_margin")
+    if (reported is None) != (margin is None) or (margin is not None and abs(reported - margin) > MARGIN_TOL):
+        mismatches.append(f"the plan reports min_margin {reported}; the evaluated smallest margin is {margin}")
+    return mismatches
+
+
+def published_prices(instance: Instance, entries, violations: list[Violation]) -> np.ndarray | None:
+    """Each deployed model's price; +inf for a model not deployed, so that no prompt goes there."""
+    prices = np.full(len(instance.models), np.inf)
+    for k, (model, entry) in enumerate(zip(instance.models, entries)):
+        if deployed_option(entry) is None:
+            continue
+        price = entry.get("price")
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not np.isfinite(price):
+            violations.append(Violation("(4.3) routing", f"model {model.name}", 1, "prices",
+                                        f"deployed model '{model.name}' has no finite price"))
+            return None
+        prices[k] = price
+    return prices
+
+
+def split_fractions(instance: Instance, routing: dict, entries, violations: list[Violation]) -> np.ndarray | None:
+    """N x M fractions of the listed prompts (NaN rows for the others), or None if a split is malformed."""
+    index = {prompt_id: x for x, prompt_id in enumerate(instance.prompt_ids)}
+    names = list(instance.model_names)
+    deployed = {name for name, entry in zip(names, entries) if deployed_option(entry) is not None}
+    fractions = np.full((instance.prompt_count, len(names)), np.nan)
+    for split in routing.get("splits", []):
+        prompt_id, given = split.get("prompt_id"), split.get("fractions", {})
+        problem = None
+        if prompt_id not in index:
+            problem = f"split prompt '{prompt_id}' is not a prompt of the instance"
+        elif np.isfinite(fractions[index[prompt_id], 0]):
+            problem = f"prompt '{prompt_id}' is split twice"
+        elif not given or set(given) - deployed or any(not 0 <= f <= 1 for f in given.values()):
+            problem = f"prompt '{prompt_id}' has fractions {given} that are not over deployed models in [0, 1]"
+        elif abs(sum(given.values()) - 1) > ROUTING_SHARE_TOL:
+            problem = f"prompt '{prompt_id}' has fractions adding up to {sum(given.values()):.12f}, not 1"
+        if problem:
+            violations.append(Violation("(4.3) routing", f"prompt {prompt_id}", 1, "splits", problem))
+            return None
+        fractions[index[prompt_id]] = [given.get(name, 0.0) for name in names]
+    return fractions
+
+
+def smallest_margin(utility: np.ndarray) -> float | None:
+    """The smallest difference between the largest and the second-largest utility of a row; None when
+    fewer than two models are deployed (no runner-up)."""
+    deployed = np.isfinite(utility[0]) if len(utility) else np.array([])
+    if deployed.sum() < 2 or not len(utility):
+        return None
+    top_two = np.sort(utility[:, deployed], axis=1)[:, -2:]
+    return float((top_two[:, 1] - top_two[:, 0]).min())

@@ -80,6 +80,9 @@ def solve_baseline(instance: Instance, name: str, time_limit: float | None = Non
     start = time.perf_counter()
     if name == "isolated":
         allowed, rule = isolated_options(instance), "whole GPUs per model, MPS share 100"
+        without = [m.name for m in instance.models if m.required and not allowed[m.name]]
+        if without:
+            raise Infeasible(f"{name} ({rule}): {', '.join(without)} has no profiled option at MPS share 100")
     else:
         allocation = (equal_split_allocation if name == "equal-split" else size_proportional_allocation)(instance)
         if allocation is None:

@@ -33,8 +33,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from models.problem.instance import Instance
-from models.problem.latency import share_pieces
-from models.methods.routing import SLO_MARGIN
+from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
 from models.problem.setup import Setup, describe_setup, placeable_setups
 from models.problem.solver import SolveResult, solve_model
@@ -48,11 +47,10 @@ class TooLarge(ValueError):
 
 @dataclass(frozen=True)
 class SetupOptimum:
-    """The best routing for one setup: quality, shares and the routing prices from the fixed-segment LP."""
+    """The best routing for one setup: quality and shares, from the LP with the optimum's segments fixed."""
 
     quality: float
     shares: tuple[float, ...]
-    prices: tuple[float | None, ...]
 
 
 def merged_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +62,7 @@ def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality
     """The per-setup routing MILP of the module docstring (objective 'quality' or 'ttft')."""
     deployed = [k for k, option in enumerate(setup) if option is not None]
     rows, counts = merged_rows(instance.scores[:, deployed])
-    pieces = {k: share_pieces(instance.curve(instance.models[k], setup[k]), instance.arrival_rate_rps) for k in deployed}
+    pieces = {k: option_pieces(instance, instance.models[k], setup[k]) for k in deployed}
     n = int(counts.sum())
 
     m = pyo.ConcreteModel(name=f"enumerate[{describe_setup(instance, setup)}]")
@@ -113,7 +111,7 @@ def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality
     if objective == "quality":
         @m.Constraint(doc="(5) mean TTFT within the target")
         def slo(m):
-            return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms * (1 - SLO_MARGIN)
+            return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms
 
         m.quality = pyo.Objective(
             expr=sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS) / n,
@@ -125,7 +123,7 @@ def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality
 
 
 def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None) -> tuple[SolveResult, SetupOptimum | None]:
-    """Best routing for one setup, with routing prices from the LP whose segments are fixed at the optimum."""
+    """Best routing for one setup; the LP with the optimum's segments fixed checks it keeps the plans' margin."""
     m = build_setup_milp(instance, setup)
     result = solve_model(m, time_limit=time_limit)
     if not result.has_solution:
@@ -133,16 +131,10 @@ def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None)
     for v in m.seg.values():
         v.fix(round(v.value))
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(m)
-    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     if solve_model(m, tight_lp=True).status != "optimal":
         return result, None  # the MILP met the target only within HiGHS's tolerance: no plan keeps the margin
-    shares, prices = [], []
-    for k, option in enumerate(setup):
-        deployed = option is not None
-        shares.append(pyo.value(m.share[k]) if deployed else 0.0)
-        prices.append(m.dual[m.on_curve[k]] if deployed else None)
-    shares = np.clip(shares, 0, None)
-    return result, SetupOptimum(pyo.value(m.quality), tuple(shares / shares.sum()), tuple(prices))
+    shares = np.clip([pyo.value(m.share[k]) if option is not None else 0.0 for k, option in enumerate(setup)], 0, None)
+    return result, SetupOptimum(pyo.value(m.quality), tuple(shares / shares.sum()))
 
 
 def lowest_mean_ttft(instance: Instance, setup: Setup) -> float:
@@ -185,9 +177,9 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None) -> Plan
         if timed_out:
             raise NoPlanInTime(f"enumerate: time limit of {time_limit:g} s passed with no plan")
         lowest = min(lowest_mean_ttft(instance, s) for s, _ in setups)
-        raise Infeasible(slo_out_of_reach(lowest, instance.slo_mean_ttft_ms, SLO_MARGIN))
+        raise Infeasible(slo_out_of_reach(lowest, instance.slo_mean_ttft_ms))
     setup, placement, routing = best
     report = SolverReport("time_limit" if timed_out else "optimal", seconds, None if timed_out else 0.0,
                           None if timed_out else routing.quality)
-    return build_plan(instance, "enumerate", setup, placement, routing.shares, routing.prices, routing.quality, report,
+    return build_plan(instance, "enumerate", setup, placement, routing.shares, routing.quality, report,
                       {"setups_evaluated": len(setups)})

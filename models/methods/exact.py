@@ -66,9 +66,9 @@ import numpy as np
 import pyomo.environ as pyo
 
 from models.problem.instance import Instance, Option
-from models.problem.latency import share_pieces
+from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.methods.routing import CAPACITY_MARGIN, SLO_MARGIN, SetupRouting, solve_routing_lp
+from models.methods.routing import SetupRouting, solve_routing_lp
 from models.problem.setup import Placement, Setup
 from models.problem.solver import DEFAULT_MIP_GAP, make_solver, solve_model
 from models.problem.transport import Prompts, best_routing
@@ -82,8 +82,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
     """The MIP of the module docstring: with (11) and no cuts yet (see `add_quality_cut`), or with (12)."""
     by_name = {model.name: model for model in instance.models}
     choices = mip_choices(instance)
-    pieces = {c: share_pieces(instance.curve(by_name[c[0]], Option(c[1], c[2])), instance.arrival_rate_rps)
-              for c in choices}
+    pieces = {c: option_pieces(instance, by_name[c[0]], Option(c[1], c[2])) for c in choices}
     convex = [c for c in choices if pieces[c].is_convex]
     segments = [(*c, k) for c in choices for k in range(len(pieces[c].slopes))]
 
@@ -91,6 +90,8 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
     m.MODELS = pyo.Set(initialize=[model.name for model in instance.models], ordered=True, doc="models i")
     m.GPUS = pyo.RangeSet(0, instance.gpu_count - 1, doc="GPUs g")
     m.CHOICES = pyo.Set(dimen=3, initialize=choices, ordered=True, doc="choices c = (model, tp, mps)")
+    m.USABLE = pyo.Set(initialize=[i for i in m.MODELS if any(c[0] == i for c in choices)], ordered=True,
+                       within=m.MODELS, doc="models with at least one choice")
     m.CONVEX = pyo.Set(dimen=3, within=m.CHOICES, initialize=convex, doc="choices with convex H")
     m.NONCONVEX = pyo.Set(dimen=3, within=m.CHOICES, initialize=[c for c in choices if c not in convex],
                           doc="choices with non-convex H")
@@ -99,7 +100,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
                                    doc="segments of non-convex H_c")
 
     m.shard_gb = pyo.Param(m.CHOICES, initialize=lambda m, i, tp, mps: by_name[i].shard_gb(tp), doc="GB per shard")
-    m.cap = pyo.Param(m.CHOICES, initialize=lambda m, *c: pieces[c].max_share * (1 - CAPACITY_MARGIN),
+    m.cap = pyo.Param(m.CHOICES, initialize=lambda m, *c: pieces[c].max_share,
                       doc="largest share the option carries")
     m.slope = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].slopes[s[3]]), doc="a, ms")
     m.intercept = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].intercepts[s[3]]), doc="b, ms")
@@ -119,6 +120,8 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
 
     @m.Constraint(m.MODELS, doc="(1) one option per deployed model")
     def one_option(m, i):
+        if i not in m.USABLE:  # no option: a required model makes the MIP infeasible, an optional one stays out
+            return pyo.Constraint.Infeasible if by_name[i].required else pyo.Constraint.Skip
         chosen = sum(m.choose[c] for c in m.CHOICES if c[0] == i)
         return chosen == 1 if by_name[i].required else chosen <= 1
 
@@ -126,7 +129,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
     def shards(m, *c):
         return sum(m.place[c, g] for g in m.GPUS) == c[1] * m.choose[c]
 
-    @m.Constraint(m.MODELS, m.GPUS, doc="(2) at most one shard of a model per GPU")
+    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model per GPU")
     def one_shard_per_gpu(m, i, g):
         return sum(m.place[c, g] for c in m.CHOICES if c[0] == i) <= 1
 
@@ -144,7 +147,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
 
     @m.Constraint(doc="(6) mean TTFT within the target")
     def slo(m):
-        return sum(m.contribution[c] for c in m.CHOICES) <= instance.slo_mean_ttft_ms * (1 - SLO_MARGIN)
+        return sum(m.contribution[c] for c in m.CHOICES) <= instance.slo_mean_ttft_ms
 
     @m.Constraint(doc="(7) every prompt is routed")
     def routed(m):
@@ -274,8 +277,6 @@ def evaluate_mip_solution(m, solver, instance: Instance, prompts: Prompts, solve
         # the MIP met the target only within HiGHS's tolerance: no plan keeps the margin on this setup
         exclude_setup(m, setup)
         return None
-    if routing.quality < at_shares.quality - 1e-9:
-        raise RuntimeError("exact: the routing LP lost quality against the MIP's shares; this is a bug")
     return SetupCandidate(setup, placement, routing)
 
 
@@ -382,8 +383,7 @@ def final_plan(instance: Instance, best: SetupCandidate, bound: float, mip_gap: 
     bound = max(bound, routing.quality)
     gap = relative_gap(bound, routing.quality)
     status = "optimal" if gap <= mip_gap else "time_limit"
-    prices = [None if np.isnan(p) else float(p) for p in routing.prices]
-    return build_plan(instance, "exact", best.setup, best.placement, routing.shares, prices, routing.quality,
+    return build_plan(instance, "exact", best.setup, best.placement, routing.shares, routing.quality,
                       SolverReport(status, seconds, gap, bound), notes, sensitivity_of(routing))
 
 
@@ -408,4 +408,4 @@ def infeasibility_reason(instance: Instance) -> str:
     m.carried.deactivate()
     m.routed.activate()
     m.fastest = pyo.Objective(expr=sum(m.contribution[c] for c in m.CHOICES), sense=pyo.minimize)
-    return slo_out_of_reach(solve_model(m).objective, instance.slo_mean_ttft_ms, SLO_MARGIN)
+    return slo_out_of_reach(solve_model(m).objective, instance.slo_mean_ttft_ms)

@@ -11,9 +11,10 @@ With one coupling constraint its dual has one multiplier mu >= 0: route x to
 argmax_i s[x,i] - mu L_i(0). The believed TTFT of that routing falls as mu
 grows; bisection on mu brackets the mu* where it crosses tau, and mixing the
 routings on the two sides of mu* meets tau exactly, which is optimal for the LP
-(both are optimal routings at mu*). Its prices are mu* L_i(0). That routing is
-also optimal for the transportation problem at its own shares (the prices
-certify it by complementary slackness), so its quality is Q(w) exactly. It
+(both are optimal routings at mu*). That routing is also optimal for the
+transportation problem at its own shares (the prices mu* L_i(0) certify it by
+complementary slackness), so its quality is Q(w) exactly, and the plan
+publishes the routing that realizes those shares (SPEC 4.3). It
 searches the setups the heuristic keeps (same pruning and floor), takes the one
 it believes best (ties to the lowest true mean TTFT), and the plan reports the
 true predicted mean TTFT: a plan that breaks the target, or overloads a model,
@@ -43,12 +44,11 @@ def zero_load_ttft(instance: Instance, setup: Setup) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class BelievedRouting:
-    """The fixed-latency router's LP answer on one setup: shares of the deployed models, prices, believed quality."""
+    """The fixed-latency router's LP answer on one setup: shares of the deployed models and believed quality."""
 
     setup: Setup
     placement: Placement
     shares: np.ndarray
-    prices: np.ndarray
     believed_quality: float
     true_mean_ttft_ms: float
 
@@ -77,7 +77,7 @@ def believed_routing(instance: Instance, prompts: Prompts, setup: Setup,
         shares = theta * over + (1 - theta) * under
         quality = theta * over_quality + (1 - theta) * under_quality
     true_ttft = SetupLatency.of(instance, setup).total(shares)
-    return BelievedRouting(setup, placement, shares, mu * ttft0, quality, true_ttft)
+    return BelievedRouting(setup, placement, shares, quality, true_ttft)
 
 
 def bracket_multiplier(router: PriceRouter, ttft0: np.ndarray, tau: float) -> tuple[float, float]:
@@ -115,11 +115,8 @@ def solve_fixed_latency(instance: Instance, utilization_floor: float = DEFAULT_U
     top = max(a.believed_quality for a in answers)
     chosen = min((a for a in answers if a.believed_quality >= top - 1e-12), key=lambda a: a.true_mean_ttft_ms)
     shares = np.zeros(len(instance.models))
-    prices: list[float | None] = [None] * len(instance.models)
     deployed = [k for k, o in enumerate(chosen.setup) if o is not None]
     shares[deployed] = chosen.shares
-    for k, price in zip(deployed, chosen.prices - chosen.prices.min()):
-        prices[k] = float(price)
     shares = shares / shares.sum()
     believed_ttft = float(chosen.shares @ zero_load_ttft(instance, chosen.setup))
     met = chosen.true_mean_ttft_ms <= instance.slo_mean_ttft_ms
@@ -127,5 +124,5 @@ def solve_fixed_latency(instance: Instance, utilization_floor: float = DEFAULT_U
     notes = {"routing": "believes each model runs at its zero-load TTFT; routes for quality under the target",
              "believed_mean_ttft_ms": round(believed_ttft, 3), "setups_searched": len(kept),
              "setup": describe_setup(instance, chosen.setup)}
-    return build_plan(instance, "fixed-latency", chosen.setup, chosen.placement, shares, prices,
-                      chosen.believed_quality, report, notes)
+    return build_plan(instance, "fixed-latency", chosen.setup, chosen.placement, shares, chosen.believed_quality,
+                      report, notes)

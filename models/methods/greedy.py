@@ -17,8 +17,9 @@ import time
 import numpy as np
 
 from models.problem.instance import Instance
-from models.problem.latency import share_pieces
+from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, Plan, SolverReport, build_plan
+from models.problem.published import PublishedRouting
 from models.problem.setup import find_placement, model_choices, placeable_setups, setups_by_cost
 
 
@@ -36,7 +37,7 @@ def option_costs(instance: Instance, shares: np.ndarray) -> list[dict]:
             if choice is None:
                 cost[None] = 0.0 if share == 0 else np.inf
             else:
-                cost[choice] = share_pieces(instance.curve(model, choice), instance.arrival_rate_rps).contribution(share)
+                cost[choice] = option_pieces(instance, model, choice).contribution(share)
         costs.append(cost)
     return costs
 
@@ -48,21 +49,26 @@ def solve_quality_greedy(instance: Instance) -> Plan:
     quality = float(instance.scores.max(axis=1).mean())
     costs = option_costs(instance, shares)
     fastest = next(((s, p) for s in setups_by_cost(instance, costs) if (p := find_placement(instance, s))), None)
-    setup, placement = fastest or first_placeable_setup(instance)
+    setup, placement = fastest or first_placeable_setup(instance, shares)
     mean_ttft = sum(costs[k][option] for k, option in enumerate(setup))
     seconds = time.perf_counter() - start
     if mean_ttft <= instance.slo_mean_ttft_ms:
         report = SolverReport("optimal", seconds, 0.0, quality)  # no routing beats every prompt's best model
     else:
         report = SolverReport("infeasible", seconds)
-    prices = [0.0 if option else None for option in setup]  # zero prices: argmax s - 0 is the best model
-    return build_plan(instance, "quality-greedy", setup, placement, shares, prices, quality, report,
-                      {"routing": "every prompt to its best model; latency ignored"})
+    prices = [0.0 if option else None for option in setup]  # argmax s - 0: the best model, ties to the first
+    return build_plan(instance, "quality-greedy", setup, placement, shares, quality, report,
+                      {"routing": "every prompt to its best model; latency ignored"},
+                      routing=PublishedRouting.of_prices(prices, instance.scores))
 
 
-def first_placeable_setup(instance: Instance):
-    """Any placeable setup (all of them overload a model at the greedy shares)."""
-    found = next(iter(placeable_setups(instance)), None)
+def first_placeable_setup(instance: Instance, shares: np.ndarray):
+    """The first placeable setup that deploys every model the greedy routing uses (all of them overload a
+    model at the greedy shares)."""
+    used = shares > 0
+    found = next(((s, p) for s, p in placeable_setups(instance) if all(o is not None for o, u in zip(s, used) if u)),
+                 None)
     if found is None:
-        raise Infeasible("no setup fits the cluster: the required models' shards cannot all be placed on the GPUs")
+        names = ", ".join(m.name for m, u in zip(instance.models, used) if u)
+        raise Infeasible(f"quality-greedy: no setup can be placed that deploys every model its routing uses ({names})")
     return found

@@ -31,10 +31,11 @@ The plan is the best candidate over all setups. Its quality is Q(w) of its
 shares computed exactly: by `best_routing`, or, when the tuned prices route
 exactly w, by D_w(alpha) itself (their routing is then feasible for w and
 attains the upper bound). Candidates are compared by their bounds first, and
-Q is computed only while a bound can beat the best Q found. The plan's prices
-are the heuristic's own tuned alpha, tuned on at the chosen shares: that is
-what the published method outputs. They need not reproduce the shares prompt
-by prompt: `models/analysis/realized.py` shows what they really do.
+Q is computed only while a bound can beat the best Q found. The heuristic's
+own tuned alpha, tuned on at the chosen shares, is what the published method
+outputs; it need not reproduce the shares prompt by prompt, so it goes in the
+plan's notes (with the largest share mismatch it leaves) and the plan
+publishes a routing that realizes its shares (`models/problem/published.py`).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from models.problem.instance import Instance
-from models.problem.latency import CAPACITY_TOL, SharePieces, share_pieces
+from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
-from models.methods.routing import SLO_MARGIN
 from models.problem.setup import MEMORY_TOL_GB, Placement, Setup, compute_pct, describe_setup, model_choices
+from models.problem.tolerances import SHARE_TOL
 from models.problem.transport import Prompts, best_routing
 
 DEFAULT_UTILIZATION_FLOOR = 1.0
@@ -247,8 +248,7 @@ class SetupLatency:
     @classmethod
     def of(cls, instance: Instance, setup: Setup) -> "SetupLatency":
         """The latency side of a setup, over its deployed models in instance order."""
-        lam = instance.arrival_rate_rps
-        pieces = tuple(share_pieces(instance.curve(m, o), lam) for m, o in zip(instance.models, setup) if o is not None)
+        pieces = tuple(option_pieces(instance, m, o) for m, o in zip(instance.models, setup) if o is not None)
         return cls(pieces, instance.slo_mean_ttft_ms)
 
     def total(self, shares: np.ndarray) -> float:
@@ -279,7 +279,7 @@ def repair(latency: SetupLatency, shares: np.ndarray) -> np.ndarray | None:
     there are at most as many moves as breakpoints. For convex H this finds the
     lowest T the setup reaches; None when T cannot get down to the target.
     """
-    target = latency.target_ms * (1 - SLO_MARGIN)
+    target = latency.target_ms
     shares = shares.copy()
     caps = latency.caps
     for _ in range(2 * sum(len(p.shares) for p in latency.pieces) + 2):
@@ -417,7 +417,7 @@ def inner_solve(instance: Instance, prompts: Prompts, setup: Setup, placement: P
     router = PriceRouter(prompts, list(deployed))
     search = InnerSearch(PriceTuner.start(router), latency)
     candidate = None
-    if latency.caps.sum() >= 1 - CAPACITY_TOL:  # else the setup cannot carry the arrival rate
+    if latency.caps.sum() >= 1 - SHARE_TOL:  # else the setup cannot carry the arrival rate
         start = project(greedy_start(router), latency.caps)
         if latency.total(start) <= latency.target_ms or repair(latency, start) is not None:
             candidate = search.bisect(start)
@@ -498,9 +498,10 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     """The heuristic's plan (status `heuristic`); raises `Infeasible` or `NoPlanInTime`.
 
     `utilization_floor` is a fraction of the cluster's compute (100 x GPUs). The
-    plan's prices are the heuristic's own tuned alpha. Its notes count the setups
-    considered, pruned by each rule, kept and evaluated, and give the seconds
-    per stage and how far the prices' routed shares are from the plan's.
+    plan publishes a routing that realizes its shares (`models/problem/published.py`); the
+    heuristic's own tuned alpha and how far the shares it routes are from the plan's go in the
+    notes, with the setups considered, pruned by each rule, kept and evaluated, and the seconds
+    per stage.
     """
     start = time.perf_counter()
     prompts = Prompts.merge(instance.scores)
@@ -513,14 +514,12 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     clock = time.perf_counter()
     prices, mismatch = final_prices(prompts, best)
     seconds["final_prices"] = time.perf_counter() - clock
-    plan_prices: list[float | None] = [None] * len(instance.models)
-    for k, price in zip(best.deployed, prices):
-        plan_prices[k] = float(price)
+    own_prices = {instance.models[k].name: float(price) for k, price in zip(best.deployed, prices)}
     notes = {**search_notes(found, seconds, computed), "setup": describe_setup(instance, best.setup),
-             "repaired": best.candidate.repaired, "price_share_mismatch": mismatch}
+             "repaired": best.candidate.repaired, "heuristic_prices": own_prices, "price_share_mismatch": mismatch}
     report = SolverReport("heuristic", time.perf_counter() - start)
     return build_plan(instance, "heuristic", best.setup, best.placement, best.full_shares(len(instance.models)),
-                      plan_prices, quality, report, notes)
+                      quality, report, notes)
 
 
 def search_notes(found: SearchResult, seconds: dict, computed: int) -> dict:

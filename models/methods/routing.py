@@ -37,13 +37,11 @@ import numpy as np
 import pyomo.environ as pyo
 
 from models.problem.instance import Instance
-from models.problem.latency import share_pieces
+from models.problem.latency import option_pieces
 from models.problem.setup import Setup
 from models.problem.solver import solve_model
 from models.problem.transport import Prompts, best_at, best_models
 
-SLO_MARGIN = 1e-9  # relative: plans keep this far below the target, above solver tolerances
-CAPACITY_MARGIN = 1e-9
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +72,7 @@ def build_routing_lp(
     """The LP of the module docstring; `rows` are window rows over the deployed models, `segments`
     holds the segment of each deployed model with a non-convex curve."""
     deployed = deployed_models(setup)
-    pieces = {i: share_pieces(instance.curve(instance.models[i], setup[i]), instance.arrival_rate_rps) for i in deployed}
+    pieces = {i: option_pieces(instance, instance.models[i], setup[i]) for i in deployed}
     n = instance.prompt_count
 
     def epigraph_segments(i):
@@ -94,7 +92,7 @@ def build_routing_lp(
     m.intercept = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].intercepts[k]), doc="ms")
 
     def share_bounds(m, i):
-        cap = pieces[i].max_share * (1 - CAPACITY_MARGIN)
+        cap = pieces[i].max_share
         if i in segments:
             k = segments[i]
             return float(pieces[i].shares[k]), min(cap, float(pieces[i].shares[k + 1]))
@@ -103,7 +101,7 @@ def build_routing_lp(
     def bounds_scale_with_load(m, i):
         """(lower, upper): 1 where the share bound is a profiled load over lam, 0 for 0 and the cut at 1."""
         low, high = share_bounds(m, i)
-        at_capacity = high == pieces[i].max_share * (1 - CAPACITY_MARGIN)
+        at_capacity = high == pieces[i].max_share
         return float(low > 0), float(pieces[i].max_share < 1 if at_capacity else True)
 
     m.lower_scales = pyo.Param(m.MODELS, initialize=lambda m, i: bounds_scale_with_load(m, i)[0],
@@ -128,7 +126,7 @@ def build_routing_lp(
 
     @m.Constraint(doc="(4) mean TTFT within the target")
     def slo(m):
-        return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms * (1 - SLO_MARGIN)
+        return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms
 
     m.quality = pyo.Objective(
         expr=(fixed_value + sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS)) / n,
@@ -166,7 +164,7 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint)
 def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, int]:
     segments = {}
     for i in deployed_models(setup):
-        pieces = share_pieces(instance.curve(instance.models[i], setup[i]), instance.arrival_rate_rps)
+        pieces = option_pieces(instance, instance.models[i], setup[i])
         if not pieces.is_convex:
             segments[i] = pieces.segment(float(shares[i]))
     return segments
@@ -201,7 +199,7 @@ def window_routing(instance, setup, prompts: Prompts, inside, best, segments):
 
 def marginal_values(m: pyo.ConcreteModel, lam: float) -> tuple[float, float]:
     """d quality / d tau (per ms) and d quality / d lam (per request/s); see the module docstring."""
-    per_ms = m.dual[m.slo] * (1 - SLO_MARGIN)
+    per_ms = m.dual[m.slo]
     per_rps = sum(m.dual[m.epigraph[k]] * m.intercept[k] for k in m.PIECES) / lam
     for i in m.MODELS:
         share = m.share[i]

@@ -68,8 +68,8 @@ def check_exportable(plan: Plan) -> None:
         raise ExportError(
             f"export: the {plan.method} plan breaks the target (predicted mean TTFT {plan.mean_ttft_ms:.2f} ms > "
             f"{plan.slo_ms:g} ms, status {plan.solver.status}); it is a reference, not a deployment")
-    for row in plan.models.itertuples():
-        if row.deployed and (row.price is None or math.isnan(row.price)):
+    for row, price in zip(plan.models.itertuples(), plan.prices):
+        if row.deployed and math.isnan(price):
             raise ExportError(f"export: the {plan.method} plan has no routing price for deployed model '{row.name}'")
 
 
@@ -77,14 +77,16 @@ def servers(instance: Instance, plan: Plan, base_port: int = BASE_PORT) -> list[
     """The deployed models in the instance's order, on ports base_port, base_port + 1, ..."""
     by_name = {model.name: model for model in instance.models}
     found = []
-    for row in plan.models[plan.models.deployed.astype(bool)].itertuples():
+    for row, price in zip(plan.models.itertuples(), plan.prices):
+        if not row.deployed:
+            continue
         shard_gb = by_name[row.name].shard_gb(int(row.tp))
         scale = 10 ** MEMORY_FRACTION_DIGITS
         found.append(Server(name=row.name, tp=int(row.tp), mps_pct=int(row.mps_pct),
                             gpus=tuple(int(g) for g in row.gpus), port=base_port + len(found),
                             memory_fraction=math.floor(shard_gb / instance.gpu_memory_gb * scale) / scale,
                             share=float(row.share), load_rps=float(row.load_rps),
-                            price=float(row.price) + 0.0))  # + 0.0 turns -0.0 into 0.0
+                            price=float(price) + 0.0))  # + 0.0 turns -0.0 into 0.0
     return found
 
 

@@ -5,7 +5,8 @@
   capacity (constraints (3) and (4) of SPEC section 1).
 * Latency curves: per deployed model, its profiled curve at its option (the
   points and the linear interpolation `latency_ms` uses), the operating point
-  (load, TTFT), the capacity r_K and, for reference, the mean-TTFT target (the
+  (load, TTFT), the capacity r_K, the headroom line (1 - headroom) r_K when the
+  instance has headroom (SPEC 4.1) and, for reference, the mean-TTFT target (the
   target bounds the mean over models, not each model's TTFT).
 * Frontier: quality against the mean-TTFT target, one line per method
   (`models/analysis/sweep.py`).
@@ -36,6 +37,7 @@ DPI = 100
 CURVE_SAMPLES = 200  # loads at which the interpolated curve is drawn
 MIN_LABELLED_FRACTION = 0.07  # a bar segment gets its number when it is at least this part of the capacity
 TARGET_COLOR = "tab:red"
+HEADROOM_COLOR = "tab:orange"
 FRONTIER_LAYERS = {"exact": 2, "heuristic": 4}  # matplotlib zorder; other methods at 3
 METHOD_STYLES = {"exact": ("black", "o"), "heuristic": ("tab:blue", "s"), "equal-split": ("tab:orange", "^"),
                  "size-proportional": ("tab:green", "v"), "isolated": ("tab:purple", "D")}
@@ -135,6 +137,8 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
         Line2D([], [], color="black", marker="*", markersize=12, linestyle="none",
                label="operating point (load, TTFT)"),
         Line2D([], [], color="gray", linestyle=":", label="capacity r_K (highest profiled load)"),
+        *([Line2D([], [], color=HEADROOM_COLOR, linestyle="-.",
+                  label=f"headroom: planned at most {1 - instance.headroom:g} r_K")] if instance.headroom else []),
         Line2D([], [], color=TARGET_COLOR, linestyle="--",
                label=f"target {instance.slo_mean_ttft_ms:g} ms on the mean TTFT over models (reference)"),
     ]
@@ -154,6 +158,8 @@ def draw_curve(axes, instance: Instance, row, model, color) -> None:
     axes.plot(loads, [latency_ms(curve, load) for load in loads], color=color, linewidth=1.5)
     axes.plot(curve.rates_rps, curve.ttfts_ms, color=color, marker="o", markersize=4, linestyle="none")
     axes.axvline(curve.max_rate_rps, color="gray", linestyle=":")
+    if instance.headroom:
+        axes.axvline(instance.capacity_rps(curve), color=HEADROOM_COLOR, linestyle="-.")
     axes.axhline(instance.slo_mean_ttft_ms, color=TARGET_COLOR, linestyle="--", linewidth=1)
     top = max(max(curve.ttfts_ms), instance.slo_mean_ttft_ms)
     if math.isfinite(row.ttft_ms):

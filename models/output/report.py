@@ -8,6 +8,7 @@ import pandas as pd
 
 from models.evaluation.evaluate import Evaluation
 from models.problem.plan import Plan
+from models.problem.realized import RealizedRouting
 
 
 def fmt(value, spec: str, missing: str = "-") -> str:
@@ -21,9 +22,9 @@ def fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def plan_table(plan: Plan) -> pd.DataFrame:
-    """One row per model: option, GPUs, share, load, TTFT and price, as strings for printing."""
+    """One row per model: option, GPUs, share, load, TTFT, H, utilization (load / r_K) and price, as strings."""
     rows = []
-    for row in plan.models.itertuples():
+    for row, price in zip(plan.models.itertuples(), plan.prices):
         rows.append({
             "model": row.name,
             "option": f"tp{row.tp} mps{row.mps_pct}%" if row.deployed else "not deployed",
@@ -32,7 +33,8 @@ def plan_table(plan: Plan) -> pd.DataFrame:
             "load rps": fmt(row.load_rps, ".2f"),
             "TTFT ms": fmt(row.ttft_ms, ".1f"),
             "H ms": fmt(row.contribution_ms, ".1f"),
-            "price": fmt(row.price, ".4f"),
+            "util": fmt(row.utilization, ".3f"),
+            "price": fmt(price, ".4f"),
         })
     return pd.DataFrame(rows)
 
@@ -63,3 +65,19 @@ def evaluation_line(evaluation: Evaluation) -> str:
         broken = "; ".join(f"{v.rule} {v.where}: {v.amount:.4g} {v.unit} over" for v in evaluation.violations)
         head = f"evaluator: {len(evaluation.violations)} violation(s): {broken}"
     return head + "".join(f"\nevaluator: {m}" for m in evaluation.mismatches)
+
+
+def format_realized(realized: RealizedRouting, splits: int) -> str:
+    """The realized-routing section of a report: shares per model, then quality and mean TTFT."""
+    table = realized.models[realized.models.deployed][["name", "price", "planned_share", "realized_share",
+                                                       "realized_load_rps", "realized_ttft_ms"]]
+    met = "met" if realized.deployable else "BROKEN"
+    rule = "each prompt to argmax_i s[x,i] - price_i" + (f", {splits} listed prompts split" if splits else "")
+    return "\n".join([
+        f"realized routing ({rule}):",
+        table.to_string(index=False, float_format=lambda v: fmt(v, ".4f")),
+        f"quality planned {realized.planned_quality:.6f}, realized {realized.realized_quality:.6f}; "
+        f"mean TTFT planned {realized.planned_mean_ttft_ms:.2f} ms, realized {realized.realized_mean_ttft_ms:.2f} ms "
+        f"/ target {realized.slo_ms:g} ms ({met})"
+        + ("" if realized.reproduces_plan else "; the shares differ from the plan's"),
+    ])

@@ -50,6 +50,11 @@ class Model:
     weights_gb: float
     kv_cache_gb: float
     required: bool = True
+    checkpoint: str = ""  # what a server loads (a model id or a path); SPEC 4.2, default the name
+
+    @property
+    def served_checkpoint(self) -> str:
+        return self.checkpoint or self.name
 
     def shard_gb(self, tp: int) -> float:
         """Memory one shard takes on its GPU at degree `tp` (SPEC constraint 3)."""
@@ -88,6 +93,7 @@ class Instance:
     curves: Mapping[tuple[str, Option], Curve]
     prompt_ids: tuple[str, ...]
     scores: np.ndarray = field(repr=False)
+    headroom: float = 0.0  # SPEC 4.1: no model is planned above (1 - headroom) r_K
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -113,6 +119,10 @@ class Instance:
 
     def curve(self, model: Model, option: Option) -> Curve:
         return self.curves[(model.name, option)]
+
+    def capacity_rps(self, curve: Curve) -> float:
+        """The most load a model at this curve's option is planned for: (1 - headroom) r_K (SPEC 4.1)."""
+        return (1 - self.headroom) * curve.max_rate_rps
 
 
 # ---------------------------------------------------------------- reading
@@ -202,6 +212,16 @@ def require_number(table: dict, key: str, path: Path, where: str, *, positive: b
     return float(value)
 
 
+def optional_headroom(workload: dict, path: Path) -> float:
+    """`workload.headroom` (SPEC 4.1): a fraction in [0, 1), 0 when absent."""
+    if "headroom" not in workload:
+        return 0.0
+    value = workload["headroom"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InputError(f"{path}: field 'workload.headroom': {value!r} is not a fraction in [0, 1)")
+    return float(value)
+
+
 def require_int(table: dict, key: str, path: Path, where: str) -> int:
     value = table.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -238,12 +258,14 @@ def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
         required = entry.get("required", True)
         if not isinstance(required, bool):
             raise InputError(f"{path}: field '{where}.required': {required!r} is not true or false")
+        checkpoint = require_str(entry, "checkpoint", path, f"{where}.checkpoint") if "checkpoint" in entry else ""
         models.append(
             Model(
                 name=name,
                 weights_gb=require_number(entry, "weights_gb", path, f"{where}.weights_gb"),
                 kv_cache_gb=require_number(entry, "kv_cache_gb", path, f"{where}.kv_cache_gb", positive=False),
                 required=required,
+                checkpoint=checkpoint,
             )
         )
     check_unique_model_names(models, path)
@@ -404,6 +426,7 @@ def load_instance(folder: str | Path) -> Instance:
         gpu_type=gpu_type if isinstance(gpu_type, str) else str(gpu_type),
         arrival_rate_rps=require_number(workload, "arrival_rate_rps", path, "workload.arrival_rate_rps"),
         slo_mean_ttft_ms=require_number(workload, "slo_mean_ttft_ms", path, "workload.slo_mean_ttft_ms"),
+        headroom=optional_headroom(workload, path),
         tp_options=tp_options,
         mps_options=mps_options,
         models=models,

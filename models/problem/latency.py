@@ -6,7 +6,7 @@ For one model at one option, the profile points (r_k, L_k) give
   below r_1;
 * the contribution to mean TTFT `H(w)`, piecewise linear in the share w through
   (0, 0) and (r_k / lam, (r_k / lam) * L_k);
-* the capacity: lam * w <= r_K.
+* the capacity: lam * w <= (1 - headroom) r_K (SPEC 4.1; headroom 0 by default).
 
 The evaluator (`models/evaluation/evaluate.py`) recomputes these on its own on purpose.
 """
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.problem.instance import Curve
+from models.problem.instance import Curve, Instance, Model, Option
+from models.problem.tolerances import SHARE_TOL
 
 CONVEXITY_TOL = 1e-9
 CAPACITY_TOL = 1e-9  # relative; above r_K the option is overloaded and its TTFT unbounded
@@ -55,22 +56,29 @@ class SharePieces:
         return min(max(k, 0), len(self.shares) - 2)
 
     def contribution(self, share: float) -> float:
-        """H(share) in ms; infinite beyond the option's capacity."""
-        if share > self.max_share * (1 + CAPACITY_TOL):
+        """H(share) in ms; infinite beyond the option's capacity (to SHARE_TOL)."""
+        if share > self.max_share + SHARE_TOL:
             return float("inf")
         return float(np.interp(share, self.shares, self.contributions))
 
 
-def share_pieces(curve: Curve, arrival_rate_rps: float) -> SharePieces:
-    """H's breakpoints for `curve` at arrival rate lam, cut at share 1 if the option could carry more."""
+def share_pieces(curve: Curve, arrival_rate_rps: float, headroom: float = 0.0) -> SharePieces:
+    """H's breakpoints for `curve` at arrival rate lam over the shares the option may carry: up to
+    min(1, (1 - headroom) r_K / lam), with a breakpoint interpolated at that end (SPEC 4.1 keeps H)."""
     shares = np.concatenate([[0.0], np.asarray(curve.rates_rps) / arrival_rate_rps])
     contributions = np.concatenate([[0.0], shares[1:] * np.asarray(curve.ttfts_ms)])
-    if shares[-1] > 1.0:
-        keep = shares < 1.0
-        at_one = np.interp(1.0, shares, contributions)
-        shares = np.append(shares[keep], 1.0)
-        contributions = np.append(contributions[keep], at_one)
+    end = min(1.0, (1 - headroom) * shares[-1])
+    if end < shares[-1]:
+        keep = shares < end
+        at_end = np.interp(end, shares, contributions)
+        shares = np.append(shares[keep], end)
+        contributions = np.append(contributions[keep], at_end)
     return SharePieces(shares, contributions)
+
+
+def option_pieces(instance: Instance, model: Model, option: Option) -> SharePieces:
+    """`share_pieces` of a model at an option of the instance, with its arrival rate and headroom."""
+    return share_pieces(instance.curve(model, option), instance.arrival_rate_rps, instance.headroom)
 
 
 def latency_ms(curve: Curve, rate_rps: float) -> float:

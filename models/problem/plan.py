@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from models.problem.instance import Instance, Option
-from models.problem.latency import latency_ms, share_pieces
+from models.problem.latency import latency_ms, option_pieces
+from models.problem.published import PublishedRouting, publish_routing
 from models.problem.setup import Placement, Setup
+from models.problem.tolerances import SLO_TOL
 
 STATUSES = ("optimal", "time_limit", "heuristic", "infeasible")
 
@@ -21,10 +24,9 @@ class Infeasible(Exception):
     """No plan meets every constraint; the message says why when it is known."""
 
 
-def slo_out_of_reach(lowest_ms: float, target_ms: float, margin: float) -> str:
-    """The infeasibility reason when no setup gets the mean TTFT below the target (plans keep `margin`)."""
-    where = "above" if lowest_ms > target_ms else f"within the plans' margin ({margin:g}) of"
-    return f"the lowest mean TTFT any setup reaches is {lowest_ms:.2f} ms, {where} the target {target_ms:g} ms"
+def slo_out_of_reach(lowest_ms: float, target_ms: float) -> str:
+    """The infeasibility reason when no setup gets the mean TTFT down to the target."""
+    return f"the lowest mean TTFT any setup reaches is {lowest_ms:.2f} ms, above the target {target_ms:g} ms"
 
 
 class NoPlanInTime(Exception):
@@ -50,7 +52,9 @@ class Plan:
     """A setup, per-model shares and routing prices, with the numbers that describe them.
 
     `models` is a tidy table, one row per model of the instance, with columns
-    name, deployed, tp, mps_pct, gpus, share, load_rps, ttft_ms, contribution_ms, price.
+    name, deployed, tp, mps_pct, gpus, share, load_rps, ttft_ms, contribution_ms and utilization
+    (load / r_K). `routing` is the published rule (SPEC 4.3): a price per model, the split
+    prompts and the smallest margin.
     """
 
     instance: str
@@ -60,12 +64,14 @@ class Plan:
     slo_ms: float
     models: pd.DataFrame
     solver: SolverReport
+    routing: PublishedRouting
     notes: Mapping[str, object] = field(default_factory=dict)
     sensitivity: Mapping[str, float] | None = None  # marginal quality per ms of target, per request/s of load
 
     @property
     def slo_met(self) -> bool:
-        return self.mean_ttft_ms <= self.slo_ms
+        """The mean TTFT is within the target (to SLO_TOL, models/problem/tolerances.py)."""
+        return self.mean_ttft_ms <= self.slo_ms * (1 + SLO_TOL)
 
     @property
     def setup(self) -> Setup:
@@ -74,12 +80,17 @@ class Plan:
         )
 
     @property
+    def prices(self) -> np.ndarray:
+        """The routing price of each model (NaN when not deployed)."""
+        return self.routing.prices
+
+    @property
     def shares(self) -> tuple[float, ...]:
         return tuple(float(s) for s in self.models.share)
 
     def to_dict(self) -> dict:
         models = []
-        for row in self.models.itertuples():
+        for row, price in zip(self.models.itertuples(), self.prices):
             models.append(
                 {
                     "name": row.name,
@@ -90,7 +101,8 @@ class Plan:
                     "share": float(row.share),
                     "load_rps": float(row.load_rps),
                     "ttft_ms": finite_or_none(row.ttft_ms) if row.deployed else None,
-                    "price": None if pd.isna(row.price) else float(row.price),
+                    "utilization": float(row.utilization) if row.deployed else None,
+                    "price": None if np.isnan(price) else float(price) + 0.0,  # + 0.0: no -0.0
                 }
             )
         return {
@@ -101,6 +113,7 @@ class Plan:
             "slo_mean_ttft_ms": float(self.slo_ms),
             "slo_met": self.slo_met,
             "models": models,
+            "routing": self.routing_dict(),
             "solver": {
                 "status": self.solver.status,
                 "seconds": float(self.solver.seconds),
@@ -109,6 +122,18 @@ class Plan:
             },
             "sensitivity": dict(self.sensitivity) if self.sensitivity else None,
             "notes": dict(self.notes),
+        }
+
+
+    def routing_dict(self) -> dict:
+        """SPEC 4.3: the price rule, the split prompts with their fractions by model, the smallest margin."""
+        names = list(self.models.name)
+        return {
+            "rule": "price",
+            "splits": [{"prompt_id": s.prompt_id,
+                        "fractions": {names[k]: float(f) for k, f in enumerate(s.fractions) if f > 0}}
+                       for s in self.routing.splits],
+            "min_margin": self.routing.min_margin,
         }
 
 
@@ -123,16 +148,20 @@ def build_plan(
     setup: Setup,
     placement: Placement,
     shares: Sequence[float],
-    prices: Sequence[float | None],
     quality: float,
     solver: SolverReport,
     notes: Mapping[str, object] | None = None,
     sensitivity: Mapping[str, float] | None = None,
+    routing: PublishedRouting | None = None,
 ) -> Plan:
-    """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves."""
+    """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves, and
+    its published routing (`models/problem/published.py`) unless one is given."""
     lam = instance.arrival_rate_rps
+    if routing is None:
+        deployed = [k for k, option in enumerate(setup) if option is not None]
+        routing = publish_routing(instance.scores, instance.prompt_ids, deployed, shares)
     rows = []
-    for model, option, gpus, share, price in zip(instance.models, setup, placement, shares, prices):
+    for model, option, gpus, share in zip(instance.models, setup, placement, shares):
         deployed = option is not None
         curve = instance.curve(model, option) if deployed else None
         rows.append(
@@ -145,8 +174,8 @@ def build_plan(
                 "share": float(share),
                 "load_rps": lam * float(share),
                 "ttft_ms": latency_ms(curve, lam * share) if deployed else float("nan"),
-                "contribution_ms": share_pieces(curve, lam).contribution(share) if deployed else 0.0,
-                "price": price,
+                "contribution_ms": option_pieces(instance, model, option).contribution(share) if deployed else 0.0,
+                "utilization": lam * float(share) / curve.max_rate_rps if deployed else float("nan"),
             }
         )
     table = pd.DataFrame(rows)
@@ -158,6 +187,7 @@ def build_plan(
         slo_ms=instance.slo_mean_ttft_ms,
         models=table,
         solver=solver,
+        routing=routing,
         notes=dict(notes or {}),
         sensitivity=sensitivity,
     )

@@ -14,9 +14,11 @@ import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
 
+from models.problem.tolerances import LP_FEASIBILITY
+
 DEFAULT_MIP_GAP = 1e-7  # relative; with MIP_ABS_GAP, "optimal" means optimal to better than 1e-6
 MIP_ABS_GAP = 1e-10
-LP_FEASIBILITY_TOL = 1e-9  # for LPs only. On the joint MIP of a synthetic 8-GPU development instance,
+# LP_FEASIBILITY (models/problem/tolerances.py) is for LPs only. On the joint MIP of a synthetic 8-GPU development instance,
 # HiGHS 1.15 with tolerances this tight returned "optimal" at 0.786 where 0.802 is right (presolve off,
 # or default tolerances, found 0.802), so MIPs keep HiGHS's defaults and plans come from tight LPs.
 
@@ -63,7 +65,7 @@ def make_solver(
         solver.config.time_limit = max(float(time_limit), 0.01)
     options = {"mip_abs_gap": MIP_ABS_GAP, "random_seed": 0}
     if tight_lp:
-        options |= {"primal_feasibility_tolerance": LP_FEASIBILITY_TOL, "dual_feasibility_tolerance": LP_FEASIBILITY_TOL}
+        options |= {"primal_feasibility_tolerance": LP_FEASIBILITY, "dual_feasibility_tolerance": LP_FEASIBILITY}
     if threads is not None:
         options["threads"] = int(threads)
     solver.highs_options = options
