@@ -1,8 +1,8 @@
 """Plots of a plan: valid PNG files, and figures that draw the plan's own numbers."""
 
+import dataclasses
 from pathlib import Path
 
-import dataclasses
 import matplotlib.image
 import numpy as np
 import pytest
