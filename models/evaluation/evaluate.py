@@ -30,11 +30,13 @@ the reported utilizations (load / r_K) must match the plan's numbers.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
 import pandas as pd
+from pyomo.common.tee import capture_output
 
 from models.problem.instance import Instance, Option
 
@@ -258,7 +260,8 @@ def transport_value(scores: np.ndarray, shares: np.ndarray) -> tuple[float, tupl
     lp.a_matrix_.start_ = np.arange(0, 2 * lp.num_row_ + 1, 2, dtype=np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = np.ones(2 * lp.num_row_)
-    highs = highspy.Highs()
+    with capture_output(io.StringIO(), capture_fd=True):  # HiGHS prints a banner when it starts
+        highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("solver", "ipm")
     highs.setOptionValue("random_seed", 0)

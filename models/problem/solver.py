@@ -1,16 +1,29 @@
-"""The one HiGHS wrapper every Pyomo model here is solved with.
+"""The one HiGHS wrapper every Pyomo model here is solved with, and what every HiGHS run shares.
 
-It sets the time limit, gaps, tolerances and threads; loads the solution when
-there is one; and turns HiGHS's termination into one of `optimal`,
-`time_limit`, `infeasible`, raising `SolverError` on anything else.
+`solve_model` sets the time limit, gaps, tolerances and threads; loads the
+solution when there is one; and turns HiGHS's termination into one of
+`optimal`, `time_limit`, `infeasible`, raising `SolverError` on anything else.
+
+Every HiGHS run here (Pyomo's or a `highspy.Highs` built by `new_highs`) is
+quiet unless asked (HiGHS prints a banner on stdout when it starts, and matrix
+warnings while it reads a model), and stops on Ctrl-C: with
+`interrupt_on_sigint` in force, SIGINT inside HiGHS sets a flag that HiGHS's
+interrupt callbacks (simplex, interior point, MIP) read, so it returns within
+moments; `Interrupted` is then raised. Outside HiGHS, SIGINT raises
+KeyboardInterrupt as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import signal
 import time
 from dataclasses import dataclass
 
 import pyomo.environ as pyo
+import highspy
+from pyomo.common.tee import capture_output
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
 
@@ -25,6 +38,73 @@ MIP_ABS_GAP = 1e-10
 
 class SolverError(RuntimeError):
     """HiGHS ended in a way no result can be taken from (error, unbounded, unknown)."""
+
+
+class Interrupted(Exception):
+    """The user asked to stop (SIGINT) while HiGHS ran."""
+
+
+class StopRequest:
+    """SIGINT's state: whether a stop was asked for, and how deep inside HiGHS runs the program is."""
+
+    requested = False
+    depth = 0
+
+
+def on_sigint(signum, frame) -> None:
+    """Inside HiGHS, ask it to stop at its next interrupt check; elsewhere, KeyboardInterrupt as usual."""
+    StopRequest.requested = True
+    if StopRequest.depth == 0:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_on_sigint():
+    """SIGINT stops HiGHS runs (and raises KeyboardInterrupt elsewhere) while in force; restored after."""
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    StopRequest.requested = False
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def check_interrupt(event) -> None:
+    """HiGHS's interrupt callback."""
+    if StopRequest.requested:
+        event.interrupt()
+
+
+def watch_interrupts(highs: highspy.Highs) -> None:
+    """Register the interrupt callback on a HiGHS instance, once."""
+    if not getattr(highs, "_routerplan_watched", False):
+        highs.cbSimplexInterrupt += check_interrupt
+        highs.cbIpmInterrupt += check_interrupt
+        highs.cbMipInterrupt += check_interrupt
+        highs._routerplan_watched = True
+
+
+@contextlib.contextmanager
+def highs_running(tee: bool = False):
+    """Around a HiGHS run: its output is discarded unless `tee`, SIGINT only asks it to stop, and
+    `Interrupted` is raised after it returns if a stop was asked for."""
+    StopRequest.depth += 1
+    try:
+        with contextlib.nullcontext() if tee else capture_output(io.StringIO(), capture_fd=True):
+            yield
+    finally:
+        StopRequest.depth -= 1
+    if StopRequest.requested:
+        raise Interrupted("interrupted")
+
+
+def new_highs() -> highspy.Highs:
+    """A quiet `highspy.Highs` that stops on SIGINT (run it inside `highs_running`)."""
+    with highs_running():
+        highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    watch_interrupts(highs)
+    return highs
 
 
 @dataclass(frozen=True)
@@ -77,7 +157,11 @@ def solve_model(model: pyo.ConcreteModel, solver: Highs | None = None, **options
     into the suffixes `model.dual` and `model.rc` where declared."""
     solver = solver or make_solver(**options)
     start = time.perf_counter()
-    results = solver.solve(model)
+    with highs_running(solver.config.stream_solver):
+        if solver._model is not model:  # a new model: Pyomo builds its HiGHS instance now
+            solver.set_instance(model)
+        watch_interrupts(solver._solver_model)
+        results = solver.solve(model)
     seconds = time.perf_counter() - start
     condition = results.termination_condition
     if condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):

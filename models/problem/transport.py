@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from models.problem.solver import highs_running, new_highs
+
 CERTIFICATE_TOL = 1e-9  # a fixed row may trail its best model by this much (score units)
 SHARE_TOL = 1e-9
 TIE_TOL = 1e-9  # the price rule counts models this close to the best as tied; ties go to the first model
@@ -194,13 +196,13 @@ def window_lp(rows: np.ndarray, counts: np.ndarray, capacity: np.ndarray):
     lp.a_matrix_.start_ = np.arange(0, 2 * lp.num_col_ + 1, 2, dtype=np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = np.ones(2 * lp.num_col_)
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
+    highs = new_highs()
     highs.setOptionValue("presolve", "off")  # on these degenerate LPs presolve costs more than it saves
     highs.setOptionValue("primal_feasibility_tolerance", 1e-10)
     highs.setOptionValue("dual_feasibility_tolerance", 1e-10)
     highs.passModel(lp)
-    highs.run()
+    with highs_running():
+        highs.run()
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     solution = highs.getSolution()
