@@ -44,6 +44,20 @@ class Interrupted(Exception):
     """The user asked to stop (SIGINT) while HiGHS ran."""
 
 
+class DeadlinePassed(Exception):
+    """A time limit passed inside a computation that has no useful partial answer."""
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until `deadline` (a `time.perf_counter()` value; None: no limit); `DeadlinePassed` if none."""
+    if deadline is None:
+        return None
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise DeadlinePassed("the time limit passed")
+    return left
+
+
 class StopRequest:
     """SIGINT's state: whether a stop was asked for, and how deep inside HiGHS runs the program is."""
 
