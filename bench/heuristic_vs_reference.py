@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from models.methods.brute_force import solve_enumerate  # noqa: E402
 from models.evaluation.evaluate import evaluate_plan  # noqa: E402
 from models.methods.exact import solve_exact  # noqa: E402
-from models.methods.heuristic import DEFAULT_UTILIZATION_FLOOR, solve_heuristic  # noqa: E402
+from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR  # noqa: E402
+from models.methods.heuristic import solve_heuristic  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
 from models.problem.plan import Infeasible  # noqa: E402
 from models.analysis.references import latency_oblivious_table  # noqa: E402

@@ -21,7 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.methods.heuristic import DEFAULT_UTILIZATION_FLOOR, format_spread, setup_spread  # noqa: E402
+from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR  # noqa: E402
+from models.methods.heuristic import format_spread, setup_spread  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
 
 DEFAULT_INSTANCES = (REPO / "data" / "paper-4xA100", REPO / "data" / "paper-8xA100")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from models.methods.baselines import BASELINES, solve_baseline
+from models.methods.baselines import solve_baseline
+from models.methods.registry import BASELINES
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.exact import solve_exact
 from models.problem.instance import Option, load_instance

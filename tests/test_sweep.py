@@ -9,7 +9,8 @@ import pytest
 
 from models.methods.exact import solve_exact
 from models.methods.registry import METHODS as REGISTRY
-from models.analysis.sweep import COLUMNS, frontier, parse_targets, run_sweep, write_sweep
+from models.analysis.sweep import COLUMNS, frontier, run_sweep, write_sweep
+from models.cli.args import parse_targets
 from test_plots import assert_valid_png
 
 # Targets on tiny (data/tiny/README.md): no setup goes below 18 ms, so 10 ms has no plan; the
@@ -94,7 +95,7 @@ def test_a_solver_error_is_one_row_not_a_crash(tiny, monkeypatch):
 
     monkeypatch.setitem(REGISTRY, "exact", broken)
     rows = run_sweep(tiny, (60.0,), ("exact", "equal-split"), progress=False).set_index("method")
-    assert rows.loc["exact", "status"] == "error" and rows.loc["exact", "reason"] == "exact: broken on purpose"
+    assert rows.loc["exact", "status"] == "error" and rows.loc["exact", "reason"] == "RuntimeError: exact: broken on purpose"
     assert np.isnan(rows.loc["exact", "quality"])
     assert rows.loc["equal-split", "quality"] == pytest.approx(1349 / 1620, abs=1e-6)
 

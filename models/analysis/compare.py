@@ -1,9 +1,11 @@
 """`--method all`: every method on one instance, each plan checked by the evaluator, in one table.
 
 Columns: method; quality; mean TTFT against the target; whether the SLO is met; status;
-setups evaluated; seconds; and quality relative to the exact optimum (or to exact's bound when
-the optimum is not proven). Latency-oblivious references appear with their true predicted mean
-TTFT and `SLO met: no` when they break it; they are never counted as solutions.
+setups evaluated; seconds (the wall time of the whole method, loading of the instance
+excluded); and quality relative to the exact optimum (or to exact's bound when the optimum is
+not proven). Latency-oblivious references appear with their true predicted mean TTFT and
+`SLO met: no` when they break it; they are never counted as solutions. A method that fails
+(an internal error, or memory) is one row with the reason, never the end of the comparison.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.methods.brute_force import TooLarge
 from models.evaluation.evaluate import evaluate_plan
-from models.problem.instance import Instance
-from models.methods.registry import METHODS, SolveOptions
-from models.problem.plan import Infeasible, NoPlanInTime, Plan, write_plan
-from models.problem.realized import realized_routing
+from models.methods.brute_force import TooLarge
+from models.methods.registry import SolveOptions, run_method
 from models.output.report import fmt
-from models.problem.solver import SolverError
+from models.problem.files import write_text
+from models.problem.instance import Instance
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, write_plan
+from models.problem.progress import Progress
+from models.problem.realized import realized_routing
+from models.problem.interrupts import Interrupted
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,32 +58,36 @@ class Outcome:
 def run(instance: Instance, name: str, options: SolveOptions) -> Outcome:
     start = time.perf_counter()
     try:
-        plan = METHODS[name](instance, options)
+        plan = run_method(name, instance, options)
+    except (KeyboardInterrupt, Interrupted):
+        raise
     except Infeasible as err:
         return Outcome(name, time.perf_counter() - start, reason=f"infeasible: {err}")
     except NoPlanInTime as err:
         return Outcome(name, time.perf_counter() - start, reason=f"no plan in time: {err}")
     except TooLarge as err:
         return Outcome(name, time.perf_counter() - start, reason=f"refused: {err}")
-    except (RuntimeError, SolverError) as err:  # a bug: reported loudly, as this method's outcome only
-        print(f"internal error in {name}: {err}", file=sys.stderr)
-        return Outcome(name, time.perf_counter() - start, reason=f"error: {err}")
+    except Exception as err:  # a bug or a resource: reported loudly, as this method's outcome only
+        print(f"internal error in {name}: {type(err).__name__}: {err}", file=sys.stderr)
+        return Outcome(name, time.perf_counter() - start, reason=f"error: {type(err).__name__}: {err}")
     evaluation = evaluate_plan(instance, plan.to_dict())
     agrees = evaluation.consistent if plan.solver.status != "infeasible" else not evaluation.feasible
     return Outcome(name, plan.solver.seconds, plan, agrees, refusal=realized_routing(instance, plan).refusal())
 
 
-def compare(instance: Instance, names, options: SolveOptions, out_dir: Path | None = None,
-            progress: bool = False) -> tuple[pd.DataFrame, list[Outcome]]:
+def compare(instance: Instance, names, options: SolveOptions,
+            out_dir: Path | None = None) -> tuple[pd.DataFrame, list[Outcome]]:
+    """Run every named method; the comparison table and each method's outcome. Progress on stderr
+    (options.progress); with `out_dir`, each plan that is returned is written there."""
     outcomes = []
-    for name in names:
-        if progress:
-            print(f"all: {name} ...", file=sys.stderr)
-        outcome = run(instance, name, options)
-        outcomes.append(outcome)
-        if out_dir is not None and outcome.plan is not None and outcome.status != "routing breaks":
-            out_dir.mkdir(parents=True, exist_ok=True)
-            write_plan(outcome.plan, out_dir / f"{name}.json")
+    with Progress(len(names), "all", unit="method", enabled=options.progress) as progress:
+        for name in names:
+            outcome = run(instance, name, options)
+            outcomes.append(outcome)
+            progress.update(note=f"{name}: {outcome.status}, {outcome.seconds:.1f} s")
+            if out_dir is not None and outcome.plan is not None and outcome.status != "routing breaks":
+                out_dir.mkdir(parents=True, exist_ok=True)
+                write_plan(outcome.plan, out_dir / f"{name}.json")
     return comparison_table(instance, outcomes), outcomes
 
 
@@ -124,3 +132,9 @@ def format_comparison(instance: Instance, table: pd.DataFrame, outcomes: list[Ou
     lines += [f"  {o.method}: not returned: {o.refusal}" for o in outcomes
               if o.refusal and o.plan.solver.status != "infeasible"]
     return "\n".join(lines)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> Path:
+    """The comparison table as CSV or JSON (records), by the file's suffix."""
+    text = table.to_json(orient="records", indent=2) + "\n" if path.suffix == ".json" else table.to_csv(index=False)
+    return write_text(path, text)

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.problem.defaults import DEFAULT_BOOTSTRAP_SAMPLES, DEFAULT_BOOTSTRAP_SEED, DEFAULT_WINDOW
 from models.problem.instance import Instance
 from models.problem.plan import Plan
 
-DEFAULT_WINDOW = 1000  # requests: about 17 s at 60 requests/s
-DEFAULT_SAMPLES = 2000
-DEFAULT_SEED = 0
 CHUNK = 200  # windows drawn at once
 
 
@@ -64,8 +62,8 @@ def window_loads(instance: Instance, plan: Plan, window: int, samples: int, seed
     return np.vstack(loads)
 
 
-def robustness(instance: Instance, plan: Plan, window: int = DEFAULT_WINDOW, samples: int = DEFAULT_SAMPLES,
-               seed: int = DEFAULT_SEED) -> Robustness:
+def robustness(instance: Instance, plan: Plan, window: int = DEFAULT_WINDOW, samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
+               seed: int = DEFAULT_BOOTSTRAP_SEED) -> Robustness:
     """The bootstrap of the module docstring for the plan's deployed models."""
     loads = window_loads(instance, plan, window, samples, seed)
     p95, p99 = np.percentile(loads, [95, 99], axis=0)

@@ -20,45 +20,27 @@ The result is a tidy table, one row per (target, method):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import math
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from models.methods.baselines import BASELINES
 from models.analysis.compare import Outcome, run
-from models.problem.instance import Instance
-from models.methods.registry import SolveOptions
+from models.methods.registry import SOLVING_METHODS, SolveOptions
 from models.output.plots import plot_frontier, save
+from models.output.report import fmt
+from models.problem.files import slug, write_text
+from models.problem.instance import Instance
+from models.problem.progress import Progress
 from models.problem.setup import describe_setup
 
-SWEEP_METHODS = ("exact", "heuristic", *BASELINES)  # the methods that solve the problem, by name in models.methods.registry
-DEFAULT_METHODS = SWEEP_METHODS
 COLUMNS = ("instance", "target_ms", "method", "status", "quality", "mean_ttft_ms", "seconds", "setup", "reason",
            "quality_best_model")
-TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
 
 
-def parse_targets(text: str) -> tuple[float, ...]:
-    """`a:b:step` (ms) as the targets a, a + step, ..., up to b inclusive; for argparse's `type=`."""
-    parts = text.split(":")
-    try:
-        start, stop, step = (float(part) for part in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three numbers in ms, e.g. 100:500:50)") from None
-    if not all(math.isfinite(v) for v in (start, stop, step)) or not 0 < start <= stop or not step > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < a <= b and step > 0 (a:b:step in ms)")
-    count = math.floor((stop - start) / step * (1 + 1e-12)) + 1
-    return tuple(round(start + k * step, TARGET_DIGITS) for k in range(count))
-
-
-def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence[str] = DEFAULT_METHODS,
+def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence[str] = SOLVING_METHODS,
               time_limit: float | None = None, progress: bool = True) -> pd.DataFrame:
     """Solve the instance at every target with every method; the table of the module docstring.
 
@@ -66,17 +48,20 @@ def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence
     method with no plan at a target gives a row with empty quality and the reason. Progress goes
     to stderr.
     """
-    unknown = [name for name in methods if name not in SWEEP_METHODS]
+    unknown = [name for name in methods if name not in SOLVING_METHODS]
     if unknown:
-        raise ValueError(f"sweep methods: unknown {', '.join(unknown)} (known: {', '.join(SWEEP_METHODS)})")
+        raise ValueError(f"sweep methods: unknown {', '.join(unknown)} (known: {', '.join(SOLVING_METHODS)})")
     best_model = float(instance.scores.max(axis=1).mean())
     options = SolveOptions(time_limit=time_limit)
     rows = []
     runs = [(target, name) for target in targets_ms for name in methods]
-    for target, name in tqdm(runs, desc=f"sweep {instance.name}", file=sys.stderr, disable=not progress):
-        at_target = dataclasses.replace(instance, slo_mean_ttft_ms=float(target))
-        rows.append({"instance": instance.name, "target_ms": float(target), "method": name,
-                     **sweep_row(at_target, run(at_target, name, options)), "quality_best_model": best_model})
+    with Progress(len(runs), f"sweep {instance.name}", unit="solve", enabled=progress) as bar:
+        for target, name in runs:
+            at_target = dataclasses.replace(instance, slo_mean_ttft_ms=float(target))
+            row = sweep_row(at_target, run(at_target, name, options))
+            rows.append({"instance": instance.name, "target_ms": float(target), "method": name, **row,
+                         "quality_best_model": best_model})
+            bar.update(note=f"{target:g} ms {name}: {row['status']}")
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -89,6 +74,8 @@ def sweep_row(instance: Instance, outcome: Outcome) -> dict:
         return no_plan(NO_PLAN_STATUS[outcome.status], outcome.reason.split(": ", 1)[1], outcome.seconds)
     if not outcome.evaluator_agrees:
         return no_plan("rejected", "the independent evaluator rejects the plan", outcome.seconds)
+    if outcome.refusal:
+        return no_plan("routing breaks", outcome.refusal, outcome.seconds)
     plan = outcome.plan
     return {"status": plan.solver.status, "quality": plan.quality, "mean_ttft_ms": plan.mean_ttft_ms,
             "seconds": outcome.seconds, "setup": describe_setup(instance, plan.setup), "reason": ""}
@@ -105,12 +92,17 @@ def frontier(table: pd.DataFrame) -> pd.DataFrame:
     return table.pivot(index="target_ms", columns="method", values="quality")[methods]
 
 
+def format_frontier(table: pd.DataFrame) -> str:
+    """The frontier for people: '-' where a method has no plan."""
+    return frontier(table).map(lambda quality: fmt(quality, ".6f")).to_string()
+
+
 def write_sweep(table: pd.DataFrame, folder: str | Path) -> list[Path]:
-    """`<instance>-sweep.csv` and `<instance>-frontier.png` in `folder` (created if needed)."""
+    """`<instance>-sweep.csv` and `<instance>-frontier.png` in `folder` (created if needed; the instance's
+    name made safe for a file name)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    name = table.instance.iloc[0]
-    csv_path = folder / f"{name}-sweep.csv"
-    table.to_csv(csv_path, index=False)
+    name = slug(table.instance.iloc[0])
+    csv_path = write_text(folder / f"{name}-sweep.csv", table.to_csv(index=False))
     png_path = save(plot_frontier(table, frontier(table)), folder / f"{name}-frontier.png")
     return [csv_path, png_path]

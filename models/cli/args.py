@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 
 EXIT_USAGE = 2
+TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -55,3 +59,46 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1]")
     return value
+
+
+def table_file(text: str) -> Path:
+    """A table's output file: .csv or .json."""
+    path = Path(text)
+    if path.suffix not in (".csv", ".json"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the file name must end in .csv or .json")
+    return path
+
+
+def check_writable_file(path: Path) -> None:
+    """The file can be created or replaced: its folder exists and is writable, and it is not a folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a folder, not a file")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: its folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{path}: cannot be written (permission denied)")
+
+
+def check_writable_dir(path: Path) -> None:
+    """The folder exists and is writable, or can be created in a writable parent."""
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path}: cannot be created or written in {existing} (permission denied)")
+
+
+def parse_targets(text: str) -> tuple[float, ...]:
+    """`a:b:step` (ms) as the targets a, a + step, ..., up to b inclusive; for argparse's `type=`."""
+    parts = text.split(":")
+    try:
+        start, stop, step = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three numbers in ms, e.g. 100:500:50)") from None
+    if not all(math.isfinite(v) for v in (start, stop, step)) or not 0 < start <= stop or not step > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < a <= b and step > 0 (a:b:step in ms)")
+    count = math.floor((stop - start) / step * (1 + 1e-12)) + 1
+    return tuple(round(start + k * step, TARGET_DIGITS) for k in range(count))

@@ -72,10 +72,8 @@ def isolated_options(instance: Instance) -> dict[str, set[Option]]:
     return {m.name: {o for o in instance.options(m) if o.mps_pct == 100} for m in instance.models}
 
 
-BASELINES = ("equal-split", "size-proportional", "isolated")
-
-
-def solve_baseline(instance: Instance, name: str, time_limit: float | None = None) -> Plan:
+def solve_baseline(instance: Instance, name: str, time_limit: float | None = None, threads: int | None = None,
+                   tee: bool = False) -> Plan:
     """The best plan within the named rule; raises `Infeasible` when the rule admits none."""
     start = time.perf_counter()
     if name == "isolated":
@@ -90,7 +88,7 @@ def solve_baseline(instance: Instance, name: str, time_limit: float | None = Non
         allowed = options_with_compute(instance, allocation)
         rule = "compute per model (% of a GPU): " + ", ".join(f"{k} {v}" for k, v in allocation.items())
     try:
-        plan = solve_exact(restricted(instance, allowed), time_limit=time_limit)
+        plan = solve_exact(restricted(instance, allowed), time_limit=time_limit, threads=threads, tee=tee)
     except Infeasible as err:
         raise Infeasible(f"{name} ({rule}): {err}") from None
     report = SolverReport("heuristic", time.perf_counter() - start)

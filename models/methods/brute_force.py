@@ -122,10 +122,11 @@ def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality
     return m
 
 
-def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None) -> tuple[SolveResult, SetupOptimum | None]:
+def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None,
+                     tee: bool = False) -> tuple[SolveResult, SetupOptimum | None]:
     """Best routing for one setup; the LP with the optimum's segments fixed checks it keeps the plans' margin."""
     m = build_setup_milp(instance, setup)
-    result = solve_model(m, time_limit=time_limit)
+    result = solve_model(m, time_limit=time_limit, tee=tee)
     if not result.has_solution:
         return result, None
     for v in m.seg.values():
@@ -154,7 +155,7 @@ def check_size(instance: Instance, setups) -> None:
         )
 
 
-def solve_enumerate(instance: Instance, time_limit: float | None = None) -> Plan:
+def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bool = False) -> Plan:
     """The best plan over every placeable setup; raises `Infeasible` or `TooLarge`."""
     start = time.perf_counter()
     setups = list(placeable_setups(instance))
@@ -168,7 +169,7 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None) -> Plan
         if remaining is not None and remaining <= 0:
             timed_out = True
             break
-        result, routing = solve_setup_milp(instance, setup, remaining)
+        result, routing = solve_setup_milp(instance, setup, remaining, tee)
         timed_out |= result.status == "time_limit"
         if routing is not None and (best is None or routing.quality > best[2].quality + 1e-12):
             best = (setup, placement, routing)

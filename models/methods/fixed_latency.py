@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.methods.heuristic import DEFAULT_UTILIZATION_FLOOR, PriceRouter, SetupLatency, prune_setups
+from models.methods.heuristic import PriceRouter, SetupLatency, prune_setups
+from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.instance import Instance
 from models.problem.plan import Infeasible, Plan, SolverReport, build_plan
 from models.problem.setup import Placement, Setup, describe_setup

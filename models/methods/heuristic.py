@@ -45,16 +45,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from models.problem.instance import Instance
 from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
 from models.problem.setup import MEMORY_TOL_GB, Placement, Setup, compute_pct, describe_setup, model_choices
+from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
+from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
 from models.problem.transport import Prompts, best_routing
 
-DEFAULT_UTILIZATION_FLOOR = 1.0
 PRICE_STEPS = 40  # subgradient steps on alpha per ascent iterate, at most
 FINAL_PRICE_STEPS = 400  # at most, to tune the plan's prices at the chosen shares
 SHARE_MATCH_TOL = 1e-3  # routed shares match w when no share is off by more (or by one merged row)
@@ -440,20 +440,20 @@ class SearchResult:
 def search_setups(instance: Instance, prompts: Prompts, utilization_floor: float,
                   time_limit: float | None = None, progress: bool = False, start: float | None = None) -> SearchResult:
     """Prune, then run the inner solver on every kept setup in order until the time limit
-    (counted from `start`); a progress bar on stderr when asked for and stderr is a terminal."""
+    (counted from `start`), with progress on stderr when asked for."""
     start = time.perf_counter() if start is None else start
     clock = time.perf_counter()
     search = prune_setups(instance, utilization_floor)
     seconds = {"prune": time.perf_counter() - clock}
     clock = time.perf_counter()
     results, cut_short = [], False
-    bar = tqdm(search.kept, desc="heuristic", unit="setup", leave=False, disable=None if progress else True)
-    for setup, placement in bar:
-        if time_limit is not None and time.perf_counter() - start > time_limit:
-            cut_short = True
-            break
-        results.append(inner_solve(instance, prompts, setup, placement))
-    bar.close()
+    with Progress(len(search.kept), "heuristic", unit="setup", enabled=progress) as bar:
+        for setup, placement in search.kept:
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                cut_short = True
+                break
+            results.append(inner_solve(instance, prompts, setup, placement))
+            bar.update()
     seconds["inner"] = time.perf_counter() - clock
     return SearchResult(search, tuple(results), cut_short, seconds)
 
@@ -575,12 +575,13 @@ def format_spread(spread: SetupSpread, floor: float) -> str:
             f"{spread.seconds:.1f} s")
 
 
-def setup_spread(instance: Instance, utilization_floor: float = DEFAULT_UTILIZATION_FLOOR) -> SetupSpread:
+def setup_spread(instance: Instance, utilization_floor: float = DEFAULT_UTILIZATION_FLOOR,
+                 progress: bool = False) -> SetupSpread:
     """Best and worst achievable quality across the setups pruning keeps (the paper's spread statistic)."""
     start = time.perf_counter()
     prompts = Prompts.merge(instance.scores)
     rows = []
-    for result in search_setups(instance, prompts, utilization_floor).results:
+    for result in search_setups(instance, prompts, utilization_floor, progress=progress).results:
         within = result.candidate is not None
         latency = SetupLatency.of(instance, result.setup)
         rows.append({

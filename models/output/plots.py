@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from models.methods.baselines import BASELINES
+from models.methods.registry import BASELINES
+from models.problem.files import OutputError, slug
 from models.problem.instance import Instance, Option
 from models.problem.latency import latency_ms
 from models.problem.plan import Plan
@@ -50,15 +51,20 @@ def model_colors(instance: Instance) -> dict[str, tuple]:
 
 
 def save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=DPI)
+    """The figure as PNG; `OutputError` naming the file if it cannot be written."""
+    try:
+        figure.savefig(path, dpi=DPI)
+    except OSError as err:
+        raise OutputError(f"{path}: {err.strerror or err}") from None
     return path
 
 
 def write_plots(instance: Instance, plan: Plan, folder: str | Path) -> list[Path]:
-    """`<instance>-<method>-gpu-map.png` and `<instance>-<method>-latency.png` in `folder` (created if needed)."""
+    """`<instance>-<method>-gpu-map.png` and `<instance>-<method>-latency.png` in `folder` (created if needed;
+    the instance's name made safe for a file name)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{plan.instance}-{plan.method}"
+    stem = f"{slug(plan.instance)}-{plan.method}"
     return [save(plot_gpu_map(instance, plan), folder / f"{stem}-gpu-map.png"),
             save(plot_latency(instance, plan), folder / f"{stem}-latency.png")]
 

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from models.problem.files import write_text
 from models.problem.instance import Instance, Option
 from models.problem.latency import latency_ms, option_pieces
 from models.problem.published import PublishedRouting, publish_routing
@@ -193,5 +194,19 @@ def build_plan(
     )
 
 
-def write_plan(plan: Plan, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+def write_plan(plan: Plan, path: str | Path) -> Path:
+    """The plan as JSON (SPEC section 3): no -0.0, and NaN or infinity as null (JSON has neither)."""
+    return write_text(path, json.dumps(plain_json(plan.to_dict()), indent=2) + "\n")
+
+
+def plain_json(value):
+    """`value` with every float made JSON-plain: -0.0 as 0.0, NaN and infinities as None."""
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) + 0.0 if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

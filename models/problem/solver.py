@@ -6,18 +6,15 @@ solution when there is one; and turns HiGHS's termination into one of
 
 Every HiGHS run here (Pyomo's or a `highspy.Highs` built by `new_highs`) is
 quiet unless asked (HiGHS prints a banner on stdout when it starts, and matrix
-warnings while it reads a model), and stops on Ctrl-C: with
-`interrupt_on_sigint` in force, SIGINT inside HiGHS sets a flag that HiGHS's
-interrupt callbacks (simplex, interior point, MIP) read, so it returns within
-moments; `Interrupted` is then raised. Outside HiGHS, SIGINT raises
-KeyboardInterrupt as usual.
+warnings while it reads a model), and stops on Ctrl-C within moments when
+`models.problem.interrupts.interrupt_on_sigint` is in force (`Interrupted` is
+raised; the module says how).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import signal
 import time
 from dataclasses import dataclass
 
@@ -27,10 +24,9 @@ from pyomo.common.tee import capture_output
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
 
-from models.problem.tolerances import LP_FEASIBILITY
+from models.problem.interrupts import stoppable
+from models.problem.tolerances import DEFAULT_MIP_GAP, LP_FEASIBILITY, MIP_ABS_GAP
 
-DEFAULT_MIP_GAP = 1e-7  # relative; with MIP_ABS_GAP, "optimal" means optimal to better than 1e-6
-MIP_ABS_GAP = 1e-10
 # LP_FEASIBILITY (models/problem/tolerances.py) is for LPs only. On the joint MIP of a synthetic 8-GPU development instance,
 # HiGHS 1.15 with tolerances this tight returned "optimal" at 0.786 where 0.802 is right (presolve off,
 # or default tolerances, found 0.802), so MIPs keep HiGHS's defaults and plans come from tight LPs.
@@ -38,10 +34,6 @@ MIP_ABS_GAP = 1e-10
 
 class SolverError(RuntimeError):
     """HiGHS ended in a way no result can be taken from (error, unbounded, unknown)."""
-
-
-class Interrupted(Exception):
-    """The user asked to stop (SIGINT) while HiGHS ran."""
 
 
 class DeadlinePassed(Exception):
@@ -58,66 +50,25 @@ def remaining(deadline: float | None) -> float | None:
     return left
 
 
-class StopRequest:
-    """SIGINT's state: whether a stop was asked for, and how deep inside HiGHS runs the program is."""
-
-    requested = False
-    depth = 0
-
-
-def on_sigint(signum, frame) -> None:
-    """Inside HiGHS, ask it to stop at its next interrupt check; elsewhere, KeyboardInterrupt as usual."""
-    StopRequest.requested = True
-    if StopRequest.depth == 0:
-        raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
-def interrupt_on_sigint():
-    """SIGINT stops HiGHS runs (and raises KeyboardInterrupt elsewhere) while in force; restored after."""
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    StopRequest.requested = False
-    try:
+def highs_running(highs: highspy.Highs, tee: bool = False):
+    """Around HiGHS's own run: its output is discarded unless `tee`, and SIGINT stops it
+    (`models.problem.interrupts.stoppable`). Python work (building a model) stays outside, where SIGINT
+    interrupts at once."""
+    with stoppable(highs), quiet_output(tee):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
-def check_interrupt(event) -> None:
-    """HiGHS's interrupt callback."""
-    if StopRequest.requested:
-        event.interrupt()
-
-
-def watch_interrupts(highs: highspy.Highs) -> None:
-    """Register the interrupt callback on a HiGHS instance, once."""
-    if not getattr(highs, "_routerplan_watched", False):
-        highs.cbSimplexInterrupt += check_interrupt
-        highs.cbIpmInterrupt += check_interrupt
-        highs.cbMipInterrupt += check_interrupt
-        highs._routerplan_watched = True
-
-
-@contextlib.contextmanager
-def highs_running(tee: bool = False):
-    """Around a HiGHS run: its output is discarded unless `tee`, SIGINT only asks it to stop, and
-    `Interrupted` is raised after it returns if a stop was asked for."""
-    StopRequest.depth += 1
-    try:
-        with contextlib.nullcontext() if tee else capture_output(io.StringIO(), capture_fd=True):
-            yield
-    finally:
-        StopRequest.depth -= 1
-    if StopRequest.requested:
-        raise Interrupted("interrupted")
+def quiet_output(tee: bool = False):
+    """Discard what HiGHS prints (stdout and stderr, at the file-descriptor level) unless `tee`."""
+    return contextlib.nullcontext() if tee else capture_output(io.StringIO(), capture_fd=True)
 
 
 def new_highs() -> highspy.Highs:
-    """A quiet `highspy.Highs` that stops on SIGINT (run it inside `highs_running`)."""
-    with highs_running():
+    """A quiet `highspy.Highs` (run it inside `highs_running`, so that SIGINT stops it)."""
+    with quiet_output():
         highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
-    watch_interrupts(highs)
     return highs
 
 
@@ -171,10 +122,11 @@ def solve_model(model: pyo.ConcreteModel, solver: Highs | None = None, **options
     into the suffixes `model.dual` and `model.rc` where declared."""
     solver = solver or make_solver(**options)
     start = time.perf_counter()
-    with highs_running(solver.config.stream_solver):
-        if solver._model is not model:  # a new model: Pyomo builds its HiGHS instance now
+    tee = solver.config.stream_solver
+    if solver._model is not model:  # a new model: Pyomo builds its HiGHS instance now, in Python
+        with quiet_output(tee):
             solver.set_instance(model)
-        watch_interrupts(solver._solver_model)
+    with highs_running(solver._solver_model, tee):
         results = solver.solve(model)
     seconds = time.perf_counter() - start
     condition = results.termination_condition

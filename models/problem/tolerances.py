@@ -27,3 +27,5 @@ HIGHS_MIP_FEASIBILITY = 1e-6  # HiGHS's default primal feasibility tolerance, wh
 LP_FEASIBILITY = 1e-9  # primal and dual feasibility tolerance of the LPs whose solutions become plans
 SLO_TOL = 1e-7  # relative: a plan's mean TTFT is at most tau (1 + SLO_TOL)
 SHARE_TOL = 1e-9  # absolute, in share: capacity, the sum of shares, and the published routing's shares
+DEFAULT_MIP_GAP = 1e-7  # relative; with MIP_ABS_GAP, "optimal" means optimal to better than 1e-6
+MIP_ABS_GAP = 1e-10

@@ -201,7 +201,7 @@ def window_lp(rows: np.ndarray, counts: np.ndarray, capacity: np.ndarray):
     highs.setOptionValue("primal_feasibility_tolerance", 1e-10)
     highs.setOptionValue("dual_feasibility_tolerance", 1e-10)
     highs.passModel(lp)
-    with highs_running():
+    with highs_running(highs):
         highs.run()
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
