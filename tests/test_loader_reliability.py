@@ -1,4 +1,4 @@
-"""The loader items of issue 17 (7-11, 21): each bad input ends `solve.py` with exit status 2 and
+"""The loader items of issue 17 (7-11, 13, 21): each bad input ends `solve.py` with exit status 2 and
 exactly one line on stderr naming the file, the line or field, and what is wrong; each input the issue
 wants accepted loads."""
 
@@ -151,6 +151,30 @@ def test_a_byte_order_mark_in_instance_toml_is_accepted(tiny, tiny_copy):
     path = tiny_copy / "instance.toml"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert load_instance(tiny_copy).name == tiny.name
+
+
+# ---------------------------------------------------------------- 13. limits
+
+
+def test_a_cluster_beyond_the_gpu_limit_is_refused(tiny_copy, capsys):
+    edit(tiny_copy / "instance.toml", "gpu_count = 2", "gpu_count = 100000")
+    assert solve_error(tiny_copy, capsys) == (f"error: {tiny_copy / 'instance.toml'}: field 'cluster.gpu_count': "
+                                              "100,000 GPUs, above the planner's limit of 1,024 (docs/spec.md "
+                                              "section 5)")
+
+
+@pytest.mark.parametrize("limit, value, where, what", [
+    ("MAX_MODELS", 1, "instance.toml: [[models]]", "2 models"),
+    ("MAX_OPTIONS", 2, "instance.toml: model 'small'", "3 setup options with a curve that fit a GPU"),
+    ("MAX_PLACEMENTS", 9, "instance.toml: field 'cluster.gpu_count'",
+     "10 (option, GPU) pairs (5 options of all models x 2 GPUs)"),
+    ("MAX_PROMPTS", 3, "scores.csv", "4 prompts"),
+])
+def test_each_limit_is_checked(tiny_copy, capsys, monkeypatch, limit, value, where, what):
+    # tiny: 2 models; small has curves for tp1/mps50, tp1/mps100 and tp2/mps50, large for its two tp2 options
+    monkeypatch.setattr(loader, limit, value)
+    assert solve_error(tiny_copy, capsys) == (f"error: {tiny_copy}/{where}: {what}, above the planner's limit of "
+                                              f"{value} (docs/spec.md section 5)")
 
 
 # ---------------------------------------------------------------- 21. messages

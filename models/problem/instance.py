@@ -4,7 +4,8 @@ frozen `Instance` every solver and the evaluator take.
 Reading and validation are separate steps. `read_instance` parses the files;
 each `check_*` function tests one rule of the SPEC and raises `InputError`
 with a one-line message naming the file, the line or field, and what is wrong.
-`load_instance` runs both and builds the `Instance`.
+`load_instance` runs both, builds the `Instance` and checks the planner's
+limits (SPEC section 5).
 
 CSV files are parsed by pandas' C reader: a column whose cells are all numbers
 comes back as numbers (no text is kept for it, which keeps large scores files
@@ -607,6 +608,35 @@ def score_column(table: CsvTable, column: str) -> np.ndarray:
     return np.clip(values, 0.0, 1.0)
 
 
+# ---------------------------------------------------------------- limits
+
+# The sizes the planner accepts (SPEC section 5, which gives the measurements behind them).
+MAX_GPUS = 1024
+MAX_MODELS = 64
+MAX_OPTIONS = 256  # setup options of one model that have a curve and fit a GPU
+MAX_PLACEMENTS = 65_536  # (option, GPU) pairs over all models: the joint MIP's placement binaries
+MAX_PROMPTS = 10_000_000
+
+
+def check_limits(instance: Instance, path: Path) -> None:
+    """One line per limit of SPEC section 5."""
+    widest = max(instance.models, key=lambda model: len(instance.options(model)))
+    choices = sum(len(instance.options(model)) for model in instance.models)
+    check_limit(instance.gpu_count, MAX_GPUS, f"{path}: field 'cluster.gpu_count'", "GPUs")
+    check_limit(len(instance.models), MAX_MODELS, f"{path}: [[models]]", "models")
+    check_limit(len(instance.options(widest)), MAX_OPTIONS, f"{path}: model {shown(widest.name)}",
+                "setup options with a curve that fit a GPU")
+    check_limit(choices * instance.gpu_count, MAX_PLACEMENTS, f"{path}: field 'cluster.gpu_count'",
+                f"(option, GPU) pairs ({choices} options of all models x {instance.gpu_count} GPUs)")
+    check_limit(instance.prompt_count, MAX_PROMPTS, f"{instance.scores_path}", "prompts")
+
+
+def check_limit(count: int, limit: int, where: str, what: str) -> None:
+    if count > limit:
+        raise InputError(f"{where}: {count:,} {what}, above the planner's limit of {limit:,} (docs/spec.md "
+                         "section 5)")
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -645,4 +675,5 @@ def load_instance(folder: str | Path) -> Instance:
         scores=scores,
     )
     check_every_model_fits(instance, path)
+    check_limits(instance, path)
     return instance
