@@ -1,7 +1,10 @@
-"""The loader items of issue 17 (7-11, 13, 21): each bad input ends `solve.py` with exit status 2 and
+"""The loader items of issue 17 (7-11, 13, 14, 21): each bad input ends `solve.py` with exit status 2 and
 exactly one line on stderr naming the file, the line or field, and what is wrong; each input the issue
 wants accepted loads."""
 
+import re
+
+import numpy as np
 import pytest
 
 import solve
@@ -77,6 +80,21 @@ def test_line_numbers_after_a_field_larger_than_the_csv_modules_limit(tiny_copy,
     (tiny_copy / "scores.csv").write_text(f'prompt_id,small,large\n"{"x" * 200_000}\ny",0.9,1.0\np2,0.5,-1\n')
     assert solve_error(tiny_copy, capsys) == (f"error: {tiny_copy / 'scores.csv'}: line 4: column 'large': -1 is "
                                               "negative")
+
+
+def test_line_numbers_across_chunks(tiny_copy, capsys, monkeypatch):
+    # two rows per chunk: the bad cell is in the second chunk, whose column pandas reads as text; line 5 is blank
+    monkeypatch.setattr(loader, "CHUNK_ROWS", 2)
+    edit(tiny_copy / "scores.csv", "p4,0.6,0.6", "\np4,0.6,x")
+    assert solve_error(tiny_copy, capsys) == (f"error: {tiny_copy / 'scores.csv'}: line 6: column 'large': 'x' is "
+                                              "not a number")
+
+
+def test_chunked_reading_gives_the_same_instance(tiny, tiny_copy, monkeypatch):
+    monkeypatch.setattr(loader, "CHUNK_ROWS", 3)
+    chunked = load_instance(tiny_copy)
+    assert chunked.prompt_ids == tiny.prompt_ids
+    np.testing.assert_array_equal(chunked.scores, tiny.scores)
 
 
 # ---------------------------------------------------------------- 9. scores just outside [0, 1]
@@ -175,6 +193,25 @@ def test_each_limit_is_checked(tiny_copy, capsys, monkeypatch, limit, value, whe
     monkeypatch.setattr(loader, limit, value)
     assert solve_error(tiny_copy, capsys) == (f"error: {tiny_copy}/{where}: {what}, above the planner's limit of "
                                               f"{value} (docs/spec.md section 5)")
+
+
+# ---------------------------------------------------------------- 14. progress on large files
+
+
+def test_a_large_scores_file_reports_progress_in_timestamped_lines(tiny, tiny_copy, capsys, monkeypatch):
+    monkeypatch.setattr(loader, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(loader, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(loader, "CHUNK_ROWS", 2)
+    assert load_instance(tiny_copy).prompt_ids == tiny.prompt_ids
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d reading (profiles|scores)\.csv: \d+/\d+ MB",
+                                      line) for line in lines), lines
+    assert lines[-1].endswith("reading scores.csv: 0/0 MB")
+
+
+def test_a_small_file_reads_silently(tiny_copy, capsys):
+    load_instance(tiny_copy)
+    assert capsys.readouterr().err == ""
 
 
 # ---------------------------------------------------------------- 21. messages

@@ -20,6 +20,8 @@ from __future__ import annotations
 import csv
 import difflib
 import math
+import sys
+import time
 import tomllib
 import warnings
 from contextlib import closing
@@ -32,6 +34,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from tqdm import tqdm
 
 PROFILE_COLUMNS = ("model", "tp", "mps_pct", "rate_rps", "mean_ttft_ms")
 PROMPT_COLUMN = "prompt_id"
@@ -141,6 +144,11 @@ class Instance:
 
 
 # ---------------------------------------------------------------- reading
+
+CHUNK_ROWS = 500_000  # rows pandas parses at a time; progress is reported between chunks
+PROGRESS_MIN_BYTES = 20_000_000  # a CSV file larger than this reports progress on stderr while it is read
+PROGRESS_EVERY_S = 5.0  # at most one plain progress line per this many seconds
+
 
 @dataclass(frozen=True, eq=False)
 class CsvTable:
@@ -264,15 +272,58 @@ def read_header(path: Path) -> tuple[int, tuple[str, ...]]:
 def parse_records(path: Path, dtype: dict[int, type]) -> pd.DataFrame:
     """The data rows, by pandas' C reader, `dtype` by column position; a row longer than the header is an error."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(path, "rb") as file:
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a first row longer than the header
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # a column of numbers and text: text
-            return pd.read_csv(path, dtype=dtype, keep_default_na=False, skipinitialspace=True, index_col=False,
-                               encoding="utf-8")
+            with pd.read_csv(file, dtype=dtype, keep_default_na=False, skipinitialspace=True, index_col=False,
+                             encoding="utf-8", chunksize=CHUNK_ROWS) as chunks:
+                frames = read_chunks(chunks, file, path)
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
         raise InputError(malformed(path, err)) from None
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not a readable CSV file: {one_line(err)}") from None
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def read_chunks(chunks, file, path: Path) -> list[pd.DataFrame]:
+    """Every chunk, reporting on stderr how much of `file` is read (`progress_meter`)."""
+    meter = progress_meter(path)
+    frames = []
+    try:
+        for chunk in chunks:
+            frames.append(chunk)
+            meter.update(file.tell() - meter.n)
+        meter.update(file.tell() - meter.n)
+    finally:
+        meter.close()
+    return frames
+
+
+def progress_meter(path: Path):
+    """Nothing for a file up to PROGRESS_MIN_BYTES; above, a bar on a terminal, else `PlainProgress` lines."""
+    size = path.stat().st_size
+    if size > PROGRESS_MIN_BYTES and not sys.stderr.isatty():
+        return PlainProgress(path.name, size)
+    return tqdm(total=size, desc=f"reading {path.name}", unit="B", unit_scale=True, file=sys.stderr,
+                disable=size <= PROGRESS_MIN_BYTES)
+
+
+class PlainProgress:
+    """Lines 'YYYY-MM-DD HH:MM:SS reading NAME: k/n MB' on stderr, at most one per PROGRESS_EVERY_S, and the last."""
+
+    def __init__(self, name: str, size: int):
+        self.name, self.size, self.n, self.last_line = name, size, 0, time.monotonic()
+
+    def update(self, increment: int) -> None:
+        self.n += increment
+        now = time.monotonic()
+        if increment and (self.n >= self.size or now - self.last_line >= PROGRESS_EVERY_S):
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} reading {self.name}: "
+                  f"{self.n / 1e6:.0f}/{self.size / 1e6:.0f} MB", file=sys.stderr, flush=True)
+            self.last_line = now
+
+    def close(self) -> None:
+        pass
 
 
 def malformed(path: Path, err: Exception) -> str:
