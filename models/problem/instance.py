@@ -3,23 +3,41 @@ frozen `Instance` every solver and the evaluator take.
 
 Reading and validation are separate steps. `read_instance` parses the files;
 each `check_*` function tests one rule of the SPEC and raises `InputError`
-with a one-line message naming the file, the row or field, and what is wrong.
-`load_instance` runs both and builds the `Instance`.
+with a one-line message naming the file, the line or field, and what is wrong.
+`load_instance` runs both, builds the `Instance` and checks the planner's
+limits (SPEC section 5).
+
+CSV files are parsed by pandas' C reader: a column whose cells are all numbers
+comes back as numbers (no text is kept for it, which keeps large scores files
+fast), any other column as text. Line numbers in messages are the file's
+physical lines (blank lines and line breaks inside quoted fields count). They
+come from a second scan with the `csv` module, as slow as the parse itself,
+made only when a message needs one.
 """
 
 from __future__ import annotations
 
+import csv
+import difflib
 import math
+import sys
+import time
 import tomllib
+import warnings
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from tqdm import tqdm
 
 PROFILE_COLUMNS = ("model", "tp", "mps_pct", "rate_rps", "mean_ttft_ms")
+PROMPT_COLUMN = "prompt_id"
 
 
 class InputError(ValueError):
@@ -127,6 +145,40 @@ class Instance:
 
 # ---------------------------------------------------------------- reading
 
+CHUNK_ROWS = 500_000  # rows pandas parses at a time; progress is reported between chunks
+PROGRESS_MIN_BYTES = 20_000_000  # a CSV file larger than this reports progress on stderr while it is read
+PROGRESS_EVERY_S = 5.0  # at most one plain progress line per this many seconds
+
+
+@dataclass(frozen=True, eq=False)
+class CsvTable:
+    """A CSV file as parsed: its column names (stripped) and one row per record, blank lines skipped.
+
+    A column whose cells are all numbers holds numbers; any other column holds the cells' text.
+    """
+
+    path: Path
+    header: tuple[str, ...]
+    header_line: int
+    frame: pd.DataFrame = field(repr=False)
+
+    def column(self, name: str) -> pd.Series:
+        """The cells of column `name`, the first column of that name."""
+        return self.frame.iloc[:, self.header.index(name)]
+
+    def text(self, name: str) -> np.ndarray:
+        """The cells of a text column, stripped."""
+        return np.array([cell.strip() for cell in self.column(name).to_numpy(dtype=object)], dtype=object)
+
+    def line_of(self, row: int) -> int:
+        """The physical line on which data row `row` (0-based) starts."""
+        return int(self.record_lines[row + 1])
+
+    @cached_property
+    def record_lines(self) -> np.ndarray:
+        """The line on which each record starts, the header's first; scanned when a message first needs it."""
+        return np.fromiter((line for line, _ in records(self.path)), dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class RawInstance:
@@ -135,57 +187,229 @@ class RawInstance:
     folder: Path
     toml_path: Path
     config: dict
-    profiles_path: Path
-    profiles: pd.DataFrame
-    scores_path: Path
-    scores: pd.DataFrame
+    profiles: CsvTable
+    scores: CsvTable
 
 
 def read_instance(folder: str | Path) -> RawInstance:
-    """Parse `instance.toml` and the CSV files it names; all values stay strings until checked."""
+    """Parse `instance.toml` and the CSV files it names; CSV values are checked later."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: not an instance folder (no such directory)")
+        raise InputError(f"{folder}: not an instance folder ({'a file' if folder.exists() else 'no such directory'})")
     toml_path = folder / "instance.toml"
     config = read_toml(toml_path)
+    check_known_keys(config, toml_path)  # first: a misspelt key is named as such, not as a missing one
     files = require_table(config, "files", toml_path)
-    profiles_path = folder / require_str(files, "profiles", toml_path, "files.profiles")
-    scores_path = folder / require_str(files, "scores", toml_path, "files.scores")
     return RawInstance(
         folder=folder,
         toml_path=toml_path,
         config=config,
-        profiles_path=profiles_path,
-        profiles=read_csv(profiles_path),
-        scores_path=scores_path,
-        scores=read_csv(scores_path),
+        profiles=read_csv(folder / require_str(files, "profiles", toml_path, "files.profiles"), ("model",)),
+        scores=read_csv(folder / require_str(files, "scores", toml_path, "files.scores"), (PROMPT_COLUMN,)),
     )
 
 
 def read_toml(path: Path) -> dict:
+    """A TOML file's tables; a UTF-8 byte order mark is allowed, as in the CSV files."""
     check_file_exists(path)
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid TOML: {err}") from None
+        raise InputError(f"{path}: not valid TOML: {one_line(err)}") from None
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path, text_columns: tuple[str, ...] = ()) -> CsvTable:
+    """Parse a CSV file. `text_columns` stay text; any other column is numbers if all its cells are."""
     check_file_exists(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not a readable CSV file: {str(err).strip()}") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    return table
+    header_line, header = read_header(path)
+    frame = parse_records(path, {k: object for k, name in enumerate(header) if name in text_columns})
+    return CsvTable(path=path, header=header, header_line=header_line, frame=frame)
 
 
 def check_file_exists(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise InputError(f"{path}: file is missing")
 
 
+def records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) for each record of a CSV file: the physical line it starts on, and its fields.
+
+    Blank and whitespace-only lines are left out, as pandas skips them; a quoted field may span lines.
+    """
+    pending: list[int] = []  # the numbers of the lines the record being read has taken
+
+    def non_blank(lines):
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                pending.append(number)
+                yield line
+
+    limit = csv.field_size_limit(2**31 - 1)  # pandas has no limit on the size of a field; neither has the scan
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            for fields in csv.reader(non_blank(file), skipinitialspace=True):
+                yield pending[0], fields
+                pending.clear()
+    finally:
+        csv.field_size_limit(limit)
+
+
+def read_header(path: Path) -> tuple[int, tuple[str, ...]]:
+    """The line of a CSV file's header and its column names, stripped."""
+    try:
+        with closing(records(path)) as scan:
+            first = next(scan, None)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: not a readable CSV file: {one_line(err)}") from None
+    if first is None:
+        raise InputError(f"{path}: empty file (no header line)")
+    line, names = first
+    return line, tuple(name.strip() for name in names)
+
+
+def parse_records(path: Path, dtype: dict[int, type]) -> pd.DataFrame:
+    """The data rows, by pandas' C reader, `dtype` by column position; a row longer than the header is an error."""
+    try:
+        with warnings.catch_warnings(), open(path, "rb") as file:
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a first row longer than the header
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # a column of numbers and text: text
+            with pd.read_csv(file, dtype=dtype, keep_default_na=False, skipinitialspace=True, index_col=False,
+                             encoding="utf-8", chunksize=CHUNK_ROWS) as chunks:
+                frames = read_chunks(chunks, file, path)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        raise InputError(malformed(path, err)) from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a readable CSV file: {one_line(err)}") from None
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def read_chunks(chunks, file, path: Path) -> list[pd.DataFrame]:
+    """Every chunk, reporting on stderr how much of `file` is read (`progress_meter`)."""
+    meter = progress_meter(path)
+    frames = []
+    try:
+        for chunk in chunks:
+            frames.append(chunk)
+            meter.update(file.tell() - meter.n)
+        meter.update(file.tell() - meter.n)
+    finally:
+        meter.close()
+    return frames
+
+
+def progress_meter(path: Path):
+    """Nothing for a file up to PROGRESS_MIN_BYTES; above, a bar on a terminal, else `PlainProgress` lines."""
+    size = path.stat().st_size
+    if size > PROGRESS_MIN_BYTES and not sys.stderr.isatty():
+        return PlainProgress(path.name, size)
+    return tqdm(total=size, desc=f"reading {path.name}", unit="B", unit_scale=True, file=sys.stderr,
+                disable=size <= PROGRESS_MIN_BYTES)
+
+
+class PlainProgress:
+    """Lines 'YYYY-MM-DD HH:MM:SS reading NAME: k/n MB' on stderr, at most one per PROGRESS_EVERY_S, and the last."""
+
+    def __init__(self, name: str, size: int):
+        self.name, self.size, self.n, self.last_line = name, size, 0, time.monotonic()
+
+    def update(self, increment: int) -> None:
+        self.n += increment
+        now = time.monotonic()
+        if increment and (self.n >= self.size or now - self.last_line >= PROGRESS_EVERY_S):
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} reading {self.name}: "
+                  f"{self.n / 1e6:.0f}/{self.size / 1e6:.0f} MB", file=sys.stderr, flush=True)
+            self.last_line = now
+
+    def close(self) -> None:
+        pass
+
+
+def malformed(path: Path, err: Exception) -> str:
+    """The message for a file pandas cannot split into rows: the line of the first record longer than the
+    header, or of a quoted field still open at the end of the file; else pandas' own words."""
+    with closing(records(path)) as scan:
+        _, header = next(scan)
+        line = None
+        for line, fields in scan:
+            if len(fields) > len(header):
+                return f"{path}: line {line}: {len(fields)} fields, but the header has {len(header)}"
+    if "EOF inside string" in str(err) and line is not None:  # the last record holds the rest of the file
+        return f"{path}: line {line}: a quoted field is not closed before the end of the file"
+    return f"{path}: not a readable CSV file: {one_line(err)}"
+
+
+# ---------------------------------------------------------------- messages
+
+
+def one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` quoted on one line (line breaks escaped), cut after about `limit` characters."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= limit else f"{quoted[:limit]}...{quoted[0]} ({len(text)} characters)"
+
+
+def number(value: float) -> str:
+    """A float in the fewest digits that give it back exactly: 1.9, -140, 1.0000000000000002."""
+    return repr(float(value)).removesuffix(".0")
+
+
+def listing(names, most: int = 12) -> str:
+    """Names, quoted, separated by commas; after `most` of them, how many there are in all."""
+    shown_names = ", ".join(shown(name, 40) for name in list(names)[:most])
+    return shown_names if len(names) <= most else f"{shown_names}, ... ({len(names)} in all)"
+
+
+def cell(table: CsvTable, row: int, column: str) -> str:
+    """Where a message about one cell points: file, line and column."""
+    return f"{table.path}: line {table.line_of(row)}: column {shown(column)}"
+
+
 # ---------------------------------------------------------------- TOML fields
+
+# The keys each table of instance.toml may hold (SPEC sections 2 and 4), by dotted table name ("" is the
+# top level); an array of tables ([[models]]) lists the keys of one entry. Any other key is an error
+# (`check_known_keys`). An extension adds its keys here.
+KNOWN_KEYS = {
+    "": ("name", "description", "cluster", "workload", "setup_options", "models", "files"),
+    "cluster": ("gpu_count", "gpu_memory_gb", "gpu_type"),
+    "workload": ("arrival_rate_rps", "slo_mean_ttft_ms", "headroom"),
+    "setup_options": ("tp", "mps_pct"),
+    "models": ("name", "weights_gb", "kv_cache_gb", "required", "checkpoint"),
+    "files": ("profiles", "scores"),
+}
+
+
+def check_known_keys(config: dict, path: Path) -> None:
+    """Every key of every table in KNOWN_KEYS is one it lists (a misspelt optional key would otherwise
+    be ignored, and a key of a newer SPEC planned without)."""
+    for table, known in KNOWN_KEYS.items():
+        for where, entry in tables_at(config, table):
+            unknown = [key for key in entry if key not in known]
+            if unknown:
+                raise InputError(unknown_key(path, where, unknown[0], known))
+
+
+def unknown_key(path: Path, where: str, key: str, known: tuple[str, ...]) -> str:
+    """The message for `key` in the table `where`: the closest known key, if one is close, and all of them."""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    name = f"{where}.{key}" if where else key
+    return f"{path}: field {shown(name)}: unknown key ({hint}known: {', '.join(known)})"
+
+
+def tables_at(config: dict, table: str) -> list[tuple[str, dict]]:
+    """(name, table) for the table at a dotted name: one, one per entry of an array of tables, or none."""
+    value = config
+    for part in table.split(".") if table else ():
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, list):
+        return [(f"{table}[{k}]", entry) for k, entry in enumerate(value) if isinstance(entry, dict)]
+    return [(table, value)] if isinstance(value, dict) else []
 
 
 def require_table(config: dict, key: str, path: Path) -> dict:
@@ -255,6 +479,7 @@ def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
         if not isinstance(entry, dict):
             raise InputError(f"{path}: {where}: not a table")
         name = require_str(entry, "name", path, f"{where}.name")
+        check_model_name(name, path, f"{where}.name")
         required = entry.get("required", True)
         if not isinstance(required, bool):
             raise InputError(f"{path}: field '{where}.required': {required!r} is not true or false")
@@ -272,77 +497,102 @@ def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
     return tuple(models)
 
 
+def check_model_name(name: str, path: Path, where: str) -> None:
+    """A model name is matched to CSV names, which are read stripped, and names a column of the scores."""
+    if name != name.strip():
+        raise InputError(f"{path}: field '{where}': {shown(name)} starts or ends with a space (CSV names are "
+                         "read without them, so it would match none)")
+    if name == PROMPT_COLUMN:
+        raise InputError(f"{path}: field '{where}': a model may not be named '{PROMPT_COLUMN}', the scores "
+                         "file's prompt column")
+
+
 def check_unique_model_names(models: list[Model], path: Path) -> None:
     seen = set()
     for k, model in enumerate(models):
         if model.name in seen:
-            raise InputError(f"{path}: field 'models[{k}].name': model '{model.name}' is listed twice")
+            raise InputError(f"{path}: field 'models[{k}].name': model {shown(model.name)} is listed twice")
         seen.add(model.name)
 
 
 # ---------------------------------------------------------------- CSV checks
 
-
-def line_of(row: int) -> int:
-    """File line of a data row (line 1 is the header)."""
-    return row + 2
+SCORE_TOLERANCE = 1e-9  # a score this close to [0, 1] is clipped into it (SPEC section 2)
 
 
-def check_columns(table: pd.DataFrame, columns, path: Path) -> None:
+def check_columns(table: CsvTable, columns) -> None:
+    """Each of `columns` appears exactly once in the header."""
     for column in columns:
-        if column not in table.columns:
-            raise InputError(f"{path}: column '{column}' is missing")
+        positions = [k + 1 for k, name in enumerate(table.header) if name == column]
+        if not positions:
+            raise InputError(f"{table.path}: column {shown(column)} is missing (the file's columns: "
+                             f"{listing(table.header)})")
+        if len(positions) > 1:
+            raise InputError(f"{table.path}: line {table.header_line}: column {shown(column)} appears "
+                             f"{len(positions)} times (columns {', '.join(map(str, positions))})")
 
 
-def numeric_column(table: pd.DataFrame, column: str, path: Path, *, integer: bool = False) -> np.ndarray:
-    """A column as floats; the first non-numeric, non-finite or negative entry is an error."""
-    text = table[column].str.strip()
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+def finite_column(table: CsvTable, column: str) -> np.ndarray:
+    """A column as floats; the first cell that is not a finite number is an error."""
+    cells = table.column(column)
+    if is_numeric_dtype(cells) and not is_bool_dtype(cells):
+        values = cells.to_numpy(dtype=float)
+    else:
+        values = pd.to_numeric(cells.astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
     for row in np.flatnonzero(~np.isfinite(values)):
-        raise InputError(f"{path}: line {line_of(row)}: column '{column}': {text.iloc[row]!r} is not a number")
-    for row in np.flatnonzero(values < 0):
-        raise InputError(f"{path}: line {line_of(row)}: column '{column}': {text.iloc[row]} is negative")
-    if integer:
-        for row in np.flatnonzero(values != np.round(values)):
-            raise InputError(f"{path}: line {line_of(row)}: column '{column}': {text.iloc[row]} is not an integer")
+        text = str(cells.iloc[row]).strip()
+        what = f"{shown(text)} is not a {'finite number' if np.isinf(values[row]) else 'number'}"
+        raise InputError(f"{cell(table, row, column)}: {what if text else 'empty'}")
     return values
 
 
-def check_positive(values: np.ndarray, column: str, path: Path) -> None:
+def numeric_column(table: CsvTable, column: str, *, integer: bool = False) -> np.ndarray:
+    """A column of non-negative finite numbers (integers if `integer`); the first other cell is an error."""
+    values = finite_column(table, column)
+    for row in np.flatnonzero(values < 0):
+        raise InputError(f"{cell(table, row, column)}: {number(values[row])} is negative")
+    if integer:
+        for row in np.flatnonzero(values != np.round(values)):
+            raise InputError(f"{cell(table, row, column)}: {number(values[row])} is not an integer")
+    return values
+
+
+def check_positive(values: np.ndarray, column: str, table: CsvTable) -> None:
     for row in np.flatnonzero(values <= 0):
-        raise InputError(f"{path}: line {line_of(row)}: column '{column}': {values[row]:g} is not positive")
+        raise InputError(f"{cell(table, row, column)}: {number(values[row])} is not positive")
 
 
-def check_known_models(names: pd.Series, models: tuple[Model, ...], path: Path) -> None:
-    known = {m.name for m in models}
-    for row, name in enumerate(names):
-        if name not in known:
-            raise InputError(f"{path}: line {line_of(row)}: column 'model': unknown model '{name}'")
+def check_known_models(names: np.ndarray, models: tuple[Model, ...], table: CsvTable) -> None:
+    known = [m.name for m in models]
+    for row in np.flatnonzero(~np.isin(names, known)):
+        raise InputError(f"{cell(table, row, 'model')}: unknown model {shown(names[row])} (instance.toml lists "
+                         f"{listing(known)})")
 
 
-def check_no_duplicate_rows(keys: pd.DataFrame, what: str, path: Path) -> None:
+def check_no_duplicate_rows(keys: pd.DataFrame, what: str, table: CsvTable) -> None:
     duplicated = keys.duplicated(keep="first").to_numpy()
     for row in np.flatnonzero(duplicated):
         first = int(np.flatnonzero((keys == keys.iloc[row]).all(axis=1).to_numpy())[0])
-        raise InputError(f"{path}: line {line_of(row)}: duplicate {what} (first at line {line_of(first)})")
+        raise InputError(f"{table.path}: line {table.line_of(row)}: duplicate {what} "
+                         f"(first at line {table.line_of(first)})")
 
 
-def parse_profiles(raw: RawInstance, models: tuple[Model, ...], tp_options, mps_options) -> dict:
+def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_options) -> dict:
     """Curves keyed by (model name, Option), for options inside `setup_options` only."""
-    table, path = raw.profiles, raw.profiles_path
-    check_columns(table, PROFILE_COLUMNS, path)
-    names = table["model"].str.strip()
-    check_known_models(names, models, path)
-    tp = numeric_column(table, "tp", path, integer=True)
-    mps = numeric_column(table, "mps_pct", path, integer=True)
-    rate = numeric_column(table, "rate_rps", path)
-    ttft = numeric_column(table, "mean_ttft_ms", path)
-    check_positive(tp, "tp", path)
-    check_mps_range(mps, path)
-    check_positive(rate, "rate_rps", path)
-    check_positive(ttft, "mean_ttft_ms", path)
+    check_columns(table, PROFILE_COLUMNS)
+    names = table.text("model")
+    check_known_models(names, models, table)
+    tp = numeric_column(table, "tp", integer=True)
+    mps = numeric_column(table, "mps_pct", integer=True)
+    rate = numeric_column(table, "rate_rps")
+    ttft = numeric_column(table, "mean_ttft_ms")
+    check_positive(tp, "tp", table)
+    check_mps_range(mps, table)
+    check_positive(rate, "rate_rps", table)
+    check_positive(ttft, "mean_ttft_ms", table)
     tidy = pd.DataFrame({"model": names, "tp": tp.astype(int), "mps_pct": mps.astype(int), "rate": rate, "ttft": ttft})
-    check_no_duplicate_rows(tidy[["model", "tp", "mps_pct", "rate"]], "profile point (model, tp, mps_pct, rate_rps)", path)
+    check_no_duplicate_rows(tidy[["model", "tp", "mps_pct", "rate"]], "profile point (model, tp, mps_pct, rate_rps)",
+                            table)
     kept = tidy[tidy.tp.isin(tp_options) & tidy.mps_pct.isin(mps_options)]
     curves = {}
     for (name, tp_k, mps_k), points in kept.groupby(["model", "tp", "mps_pct"], sort=True):
@@ -351,16 +601,16 @@ def parse_profiles(raw: RawInstance, models: tuple[Model, ...], tp_options, mps_
     return curves
 
 
-def check_mps_range(mps: np.ndarray, path: Path) -> None:
+def check_mps_range(mps: np.ndarray, table: CsvTable) -> None:
     for row in np.flatnonzero((mps < 1) | (mps > 100)):
-        raise InputError(f"{path}: line {line_of(row)}: column 'mps_pct': {mps[row]:g} is outside 1..100")
+        raise InputError(f"{cell(table, row, 'mps_pct')}: {number(mps[row])} is outside 1..100")
 
 
 def check_every_model_has_a_curve(models, curves, path: Path) -> None:
     for model in models:
         if not any(name == model.name for name, _ in curves):
             raise InputError(
-                f"{path}: model '{model.name}': empty curve (no profile rows for any option in setup_options)"
+                f"{path}: model {shown(model.name)}: empty curve (no profile rows for any option in setup_options)"
             )
 
 
@@ -370,31 +620,72 @@ def check_every_model_fits(instance: Instance, path: Path) -> None:
             profiled = sorted({option.tp for name, option in instance.curves if name == model.name})
             needs = ", ".join(f"tp{tp}: {model.shard_gb(tp):.1f} GB" for tp in profiled)
             raise InputError(
-                f"{path}: model '{model.name}': fits on no GPU (a shard of each profiled option needs {needs}; "
+                f"{path}: model {shown(model.name)}: fits on no GPU (a shard of each profiled option needs {needs}; "
                 f"GPUs have {instance.gpu_memory_gb:g} GB, and tp can be at most {instance.gpu_count})"
             )
 
 
-def parse_scores(raw: RawInstance, models: tuple[Model, ...]) -> tuple[tuple[str, ...], np.ndarray]:
-    table, path = raw.scores, raw.scores_path
-    check_columns(table, ("prompt_id",) + tuple(m.name for m in models), path)
-    if table.empty:
-        raise InputError(f"{path}: no prompts (the file has a header and no rows)")
-    ids = table["prompt_id"].str.strip()
-    for row in np.flatnonzero((ids == "").to_numpy()):
-        raise InputError(f"{path}: line {line_of(row)}: column 'prompt_id': empty")
-    duplicated = ids.duplicated(keep="first").to_numpy()
-    for row in np.flatnonzero(duplicated):
-        raise InputError(f"{path}: line {line_of(row)}: column 'prompt_id': duplicate prompt '{ids.iloc[row]}'")
-    columns = []
-    for model in models:
-        values = numeric_column(table, model.name, path)
-        for row in np.flatnonzero(values > 1):
-            raise InputError(f"{path}: line {line_of(row)}: column '{model.name}': {values[row]:g} is above 1")
-        columns.append(values)
-    scores = np.column_stack(columns)
+def parse_scores(table: CsvTable, models: tuple[Model, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    check_columns(table, (PROMPT_COLUMN,) + tuple(m.name for m in models))
+    if table.frame.empty:
+        raise InputError(f"{table.path}: no prompts (the file has a header and no rows)")
+    ids = table.text(PROMPT_COLUMN)
+    check_prompt_ids(ids, table)
+    scores = np.column_stack([score_column(table, model.name) for model in models])
     scores.flags.writeable = False
     return tuple(ids), scores
+
+
+def check_prompt_ids(ids: np.ndarray, table: CsvTable) -> None:
+    """Prompt ids are not empty and not repeated."""
+    for row in np.flatnonzero(ids == ""):
+        raise InputError(f"{cell(table, row, PROMPT_COLUMN)}: empty")
+    index = pd.Index(ids)
+    if not index.is_unique:
+        row = int(np.flatnonzero(index.duplicated(keep="first"))[0])
+        first = int(np.flatnonzero(ids == ids[row])[0])
+        raise InputError(f"{cell(table, row, PROMPT_COLUMN)}: duplicate prompt {shown(ids[row])} "
+                         f"(first at line {table.line_of(first)})")
+
+
+def score_column(table: CsvTable, column: str) -> np.ndarray:
+    """A model's scores: numbers in [0, 1]; one within SCORE_TOLERANCE of it is clipped into it."""
+    values = finite_column(table, column)
+    for row in np.flatnonzero(values < -SCORE_TOLERANCE):
+        raise InputError(f"{cell(table, row, column)}: {number(values[row])} is negative")
+    for row in np.flatnonzero(values > 1 + SCORE_TOLERANCE):
+        raise InputError(f"{cell(table, row, column)}: {number(values[row])} is above 1 (by more than the "
+                         f"tolerance {SCORE_TOLERANCE:g})")
+    return np.clip(values, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------- limits
+
+# The sizes the planner accepts (SPEC section 5, which gives the measurements behind them).
+MAX_GPUS = 1024
+MAX_MODELS = 64
+MAX_OPTIONS = 256  # setup options of one model that have a curve and fit a GPU
+MAX_PLACEMENTS = 65_536  # (option, GPU) pairs over all models: the joint MIP's placement binaries
+MAX_PROMPTS = 10_000_000
+
+
+def check_limits(instance: Instance, path: Path) -> None:
+    """One line per limit of SPEC section 5."""
+    widest = max(instance.models, key=lambda model: len(instance.options(model)))
+    choices = sum(len(instance.options(model)) for model in instance.models)
+    check_limit(instance.gpu_count, MAX_GPUS, f"{path}: field 'cluster.gpu_count'", "GPUs")
+    check_limit(len(instance.models), MAX_MODELS, f"{path}: [[models]]", "models")
+    check_limit(len(instance.options(widest)), MAX_OPTIONS, f"{path}: model {shown(widest.name)}",
+                "setup options with a curve that fit a GPU")
+    check_limit(choices * instance.gpu_count, MAX_PLACEMENTS, f"{path}: field 'cluster.gpu_count'",
+                f"(option, GPU) pairs ({choices} options of all models x {instance.gpu_count} GPUs)")
+    check_limit(instance.prompt_count, MAX_PROMPTS, f"{instance.scores_path}", "prompts")
+
+
+def check_limit(count: int, limit: int, where: str, what: str) -> None:
+    if count > limit:
+        raise InputError(f"{where}: {count:,} {what}, above the planner's limit of {limit:,} (docs/spec.md "
+                         "section 5)")
 
 
 # ---------------------------------------------------------------- loading
@@ -410,9 +701,9 @@ def load_instance(folder: str | Path) -> Instance:
     models = parse_models(raw.config, path)
     tp_options = require_int_list(options, "tp", path, "setup_options.tp")
     mps_options = require_int_list(options, "mps_pct", path, "setup_options.mps_pct", upper=100)
-    curves = parse_profiles(raw, models, tp_options, mps_options)
-    check_every_model_has_a_curve(models, curves, raw.profiles_path)
-    prompt_ids, scores = parse_scores(raw, models)
+    curves = parse_profiles(raw.profiles, models, tp_options, mps_options)
+    check_every_model_has_a_curve(models, curves, raw.profiles.path)
+    prompt_ids, scores = parse_scores(raw.scores, models)
     name = require_str(raw.config, "name", path, "name")
     description = raw.config.get("description", "")
     gpu_type = cluster.get("gpu_type", "")
@@ -420,7 +711,7 @@ def load_instance(folder: str | Path) -> Instance:
         name=name,
         description=description if isinstance(description, str) else str(description),
         folder=raw.folder,
-        scores_path=raw.scores_path,
+        scores_path=raw.scores.path,
         gpu_count=require_int(cluster, "gpu_count", path, "cluster.gpu_count"),
         gpu_memory_gb=require_number(cluster, "gpu_memory_gb", path, "cluster.gpu_memory_gb"),
         gpu_type=gpu_type if isinstance(gpu_type, str) else str(gpu_type),
@@ -435,4 +726,5 @@ def load_instance(folder: str | Path) -> Instance:
         scores=scores,
     )
     check_every_model_fits(instance, path)
+    check_limits(instance, path)
     return instance

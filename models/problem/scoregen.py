@@ -47,7 +47,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from models.problem.instance import InputError, check_columns, line_of, numeric_column, read_csv
+from models.problem.instance import InputError, cell, check_columns, numeric_column, read_csv
 
 ROUTERBENCH_COLUMNS = {  # instance model name -> RouterBench correctness column
     "mistral-7b": "mistralai/mistral-7b-chat",
@@ -210,14 +210,14 @@ def read_routerbench(path: str | Path, models: tuple[str, ...]) -> pd.DataFrame:
     """RouterBench's prompts with their task and the 0/1 correctness of `models`: columns
     `prompt_id` (RouterBench's sample id), `task` and the model names."""
     path = Path(path)
-    table = read_csv(path)
+    table = read_csv(path, (PROMPT_COLUMN, TASK_COLUMN))
     columns = [ROUTERBENCH_COLUMNS[name] for name in models]
-    check_columns(table, [PROMPT_COLUMN, TASK_COLUMN, *columns], path)
-    correctness = pd.DataFrame({"prompt_id": table[PROMPT_COLUMN].str.strip(), "task": table[TASK_COLUMN].str.strip()})
+    check_columns(table, [PROMPT_COLUMN, TASK_COLUMN, *columns])
+    correctness = pd.DataFrame({"prompt_id": table.text(PROMPT_COLUMN), "task": table.text(TASK_COLUMN)})
     for name, column in zip(models, columns):
-        values = numeric_column(table, column, path)
+        values = numeric_column(table, column)
         for row in np.flatnonzero((values != 0) & (values != 1)):
-            raise InputError(f"{path}: line {line_of(row)}: column '{column}': {values[row]:g} is not 0 or 1")
+            raise InputError(f"{cell(table, row, column)}: {values[row]:g} is not 0 or 1")
         correctness[name] = values
     return correctness
 
