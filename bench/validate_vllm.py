@@ -21,8 +21,10 @@ Then the knee: which runs end backed up (their last tenth waited over 1 s on
 average, three times the longest prefill), what the real server delivered
 while backed up, and the curve's r_K; and the targets: mean TTFT within 15 %
 (or inside the measured 95 % interval) at every rate up to 2.5 requests/s, r_K
-within the delivered rates of the backed-up runs. Last, the same summary for
-the server `solve.py profile` uses by default (calibration DEFAULT).
+within the delivered rates of the backed-up runs. Then the same summary for
+the server `solve.py profile` uses by default (calibration DEFAULT). Last, how
+often the queue-growth test (`sweep.queue_grows`) flags an M/D/1 queue
+(D = 10 ms, one request at a time) of 40,000 requests, over 20 seeds, by load.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ from models.profiling.calibration import (  # noqa: E402
 )
 from models.profiling.overheads import read_cpu_overheads  # noqa: E402
 from models.profiling.replay import RecordedRun, read_recorded_runs, replay  # noqa: E402
-from models.profiling.sweep import SweepSettings, batch_means_ci, sweep  # noqa: E402
+from models.profiling.server import ServerConfig  # noqa: E402
+from models.profiling.simulator import Server, simulate  # noqa: E402
+from models.profiling.sweep import SweepSettings, batch_means_ci, queue_grows, sweep  # noqa: E402
+from models.profiling.workload import Workload  # noqa: E402
 from models.profiling.table import read_step_table  # noqa: E402
 from models.profiling.workload import LengthModel, Trace, sample_workload  # noqa: E402
 
@@ -57,6 +62,9 @@ TARGET_ERROR = 0.15
 TARGET_MAX_RATE_RPS = 2.5
 BACKED_UP_MS = 1_000.0  # mean TTFT of a run's last tenth; the longest prefill alone is about 300 ms
 LAST_SHARE = 0.1
+MD1_LOADS = (0.5, 0.9, 0.95, 0.98, 1.0, 1.01, 1.02, 1.05, 1.1)
+MD1_SEEDS = 20
+MD1_REQUESTS = 40_000
 
 
 def delivered_rps(arrival_ms: np.ndarray, first_token_ms: np.ndarray) -> float:
@@ -134,6 +142,23 @@ def print_verdict(table: pd.DataFrame, top, label: str) -> None:
           f"{low_rate:.2f}-{high_rate:.2f}")
 
 
+def queue_test_on_md1() -> None:
+    """Share of M/D/1 runs the queue-growth test calls growing, by load (1.0 = capacity)."""
+    grid = np.full((2, 65), 10.0)
+    server = Server.from_grids(ServerConfig(kv_tokens=10**6, token_budget=64, max_batch=1), grid, grid)
+    flagged = []
+    for load in MD1_LOADS:
+        count = 0
+        for seed in range(MD1_SEEDS):
+            rng = np.random.default_rng(seed)
+            workload = Workload(rng.exponential(size=MD1_REQUESTS), np.full(MD1_REQUESTS, 16),
+                                np.ones(MD1_REQUESTS, dtype=np.int64))
+            rate_rps = load * 100.0
+            count += queue_grows(workload.arrivals_ms(rate_rps), simulate(server, workload, rate_rps))
+        flagged.append(f"{load:g}: {count}/{MD1_SEEDS}")
+    print(f"\nqueue-growth test on M/D/1, {MD1_REQUESTS:,} requests, runs flagged by load: {', '.join(flagged)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO / "data" / "measured")
@@ -157,6 +182,7 @@ def main() -> None:
             print_runs(table)
         print_verdict(table, top, f"{label}: {Calibration.__name__}({calibration.overhead_scale:g}, "
                                   f"{calibration.request_delay_ms:g} ms)")
+    queue_test_on_md1()
 
 
 if __name__ == "__main__":
