@@ -61,6 +61,9 @@ def toy(tmp_path):
     return folder, table, trace
 
 
+QUICK = ("--max-requests", "1000")  # the shortest runs allowed, for tests that need curves but not their values
+
+
 def args(folder: Path, table: Path, trace: Path, *extra, out: Path | None = None) -> list[str]:
     return [str(folder), "--table", str(table), "--trace", str(trace), "--out", str(out or folder / "profiles.csv"),
             "--stand-in", "small=llama-7b", "--stand-in", "large=llama-13b",
@@ -103,7 +106,7 @@ def test_models_with_one_stand_in_share_one_simulation(toy, tmp_path, monkeypatc
     calls = []
     monkeypatch.setitem(METHODS, "simulate", lambda job: calls.append(job) or simulated_rows(job))
     out = tmp_path / "shared.csv"
-    assert main(args(folder, table, trace, "--stand-in", "large=llama-7b", out=out)) == 0
+    assert main(args(folder, table, trace, "--stand-in", "large=llama-7b", *QUICK, out=out)) == 0
     assert sorted((job.tp, job.mps_pct, job.models) for job in calls) == [
         (1, 50, ("small",)), (1, 100, ("small",)), (2, 50, ("small", "large")), (2, 100, ("small", "large"))]
     profiles = pd.read_csv(out)
@@ -119,14 +122,14 @@ def test_existing_output_is_kept_without_force(toy, capsys):
     assert main(args(folder, table, trace)) == 2
     assert capsys.readouterr().err == f"error: {out}: file exists (give --force to overwrite it)\n"
     assert out.read_text() == "shipped\n"
-    assert main(args(folder, table, trace, "--force")) == 0
+    assert main(args(folder, table, trace, "--force", *QUICK)) == 0
     assert out.read_text().startswith("model,tp,mps_pct,rate_rps,mean_ttft_ms")
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(toy, tmp_path, capsys):
     # capsys' stderr is not a terminal: plain timestamped lines, the last one counting every curve
     folder, table, trace = toy
-    argv = [a for a in args(folder, table, trace, out=tmp_path / "p.csv") if a != "--quiet"]
+    argv = [a for a in args(folder, table, trace, *QUICK, out=tmp_path / "p.csv") if a != "--quiet"]
     assert main(argv) == 0
     lines = capsys.readouterr().err.splitlines()
     assert lines and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d latency curves: \d/6", line)
@@ -169,6 +172,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(toy, capsys, break_input, me
     (lambda a, f: a + ["--out", str(f)], "{f}: is a folder, not a file"),
     (lambda a, f: a + ["--max-requests", "1"], "argument --max-requests: 1 is too few requests: "
                                                "the smallest allowed is 1000 (see --help)"),
+    (lambda a, f: a + ["--max-requests", "5"], "argument --max-requests: 5 is too few requests"),
     (lambda a, f: a + ["--max-requests", "20"], "argument --max-requests: 20 is too few requests"),
     (lambda a, f: a + ["--stand-in", "medium=llama-7b"],
      "--stand-in medium=llama-7b: {f}/instance.toml has no model 'medium'"),

@@ -6,7 +6,8 @@ non-preemptive priority (Cobham's formula): it waits out the iteration in
 progress and the prefill work queued ahead of it, then its own prefill.
 
 Data (per request, drawn from the workload): prompt length L, output length O.
-Step times P(b, s) and D(b, s) (ms) from the table; arrival rate lam (1/ms).
+Step times P(b, s) and D(b, s) (ms) from the table, CPU time per iteration
+included (`StepTimes.prefill_ms`, `decode_ms`); arrival rate lam (1/ms).
 
 * p = P(1, L): a request's own prefill, run alone.
 * b: the size of the prefill batch a request joins. Under load requests that

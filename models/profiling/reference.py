@@ -5,8 +5,8 @@ but with the obvious state: request objects, a waiting deque, a running list,
 one simpy timeout per prefill iteration or decode step, and a simpy process of
 arrivals that wakes an idle server. It is slow: every decode step is an event
 and touches every running request. Tests check that the engine's first- and
-last-token times equal these; `bench/profile_speed.py` measures how much faster the
-engine is.
+last-token times equal these; `bench/profile_speed.py` measures how much
+faster the engine is.
 """
 
 from __future__ import annotations

@@ -24,12 +24,12 @@ For one server:
    backlog is stationary, so neither holds but by rare chance; an overloaded
    queue's climbs by 1 - mu / rate per arrival, so a load 2 % above capacity
    rises by about 1.7 % of the run's requests.
-5. The sweep stops at the first rate whose queue grows. The last rate before it
-   is confirmed on a run of `max_requests`: if its queue grows there, it is
-   overloaded too and the rate before it is confirmed instead. The curve's last
-   point r_K is therefore the highest rate of the grid whose queue stays
-   bounded over `max_requests` requests (or over the run that showed it, when
-   precision already needed that many).
+5. The sweep stops at the first rate whose queue grows. The rate before it, if
+   its run was shorter than `max_requests`, is run again with `max_requests`
+   requests: if its queue grows there, it is overloaded too, and the rate
+   before it is checked the same way. The curve's last point r_K is therefore
+   the highest rate of the grid whose queue stays bounded over a run of
+   `max_requests` requests.
 """
 
 from __future__ import annotations
