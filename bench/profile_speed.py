@@ -4,7 +4,9 @@
     python bench/profile_speed.py [--workers 2] [--data data/measured]
 
 1. The block-stepping engine against the simpy reference (one event per
-   iteration) on the same requests: seconds each (best of 3) and the ratio.
+   iteration) on the same requests, on the server as the shipped curves
+   configure it (CPU time per iteration, request delay): seconds each (best
+   of 3) and the ratio.
 2. The whole profile command for data/paper-4xA100 (written to a temporary
    file, the shipped profiles.csv is left alone): wall-clock and CPU seconds,
    against the 5-minute budget.
@@ -23,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.cli.profile import main as profile_main  # noqa: E402
+from models.profiling.calibration import DEFAULT  # noqa: E402
+from models.profiling.overheads import read_cpu_overheads  # noqa: E402
 from models.profiling.reference import simulate_reference  # noqa: E402
 from models.profiling.server import ServerConfig  # noqa: E402
 from models.profiling.simulator import Server, simulate  # noqa: E402
@@ -56,12 +60,14 @@ def best_of(run, repeats: int = REPEATS) -> float:
 def engine_against_reference(data: Path) -> None:
     table_path, trace_path = table_and_trace(data)
     table = read_step_table(table_path)
+    overheads = read_cpu_overheads(data / "vidur-a100-cpu-overheads" / "cpu_overheads.csv")
     workload = sample_workload(read_trace(trace_path), LengthModel(256, 32), REQUESTS, seed=0)
     print(f"engine vs simpy reference, {REQUESTS} requests per run, best of {REPEATS}:")
     print(f"{'option':>22} {'load':>5} {'engine s':>9} {'simpy s':>8} {'ratio':>6}")
     for model, tp, sm in ENGINE_CASES:
         config = ServerConfig(kv_capacity_tokens(model, tp, 8.0), token_budget=4096)
-        server = Server.build(config, table.step_times(model, tp, sm), 4096)
+        step_times = table.step_times(model, tp, sm).with_cpu(overheads.iteration_cost(tp, DEFAULT.overhead_scale))
+        server = Server.build(config, step_times, 4096, DEFAULT.request_delay_ms)
         mu = capacity_rps(server, workload)
         for load in LOADS:
             fast = best_of(lambda: simulate(server, workload, load * mu))

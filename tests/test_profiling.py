@@ -1,23 +1,26 @@
-"""Latency curves: the step-time table, the workload, the simulated server, the sweep, the analytic model.
+"""Latency curves: the step-time table, the CPU overheads, the workload, the simulated server, the sweep,
+the analytic model, and the shipped curves.
 
-Toy tables keep these fast; the one test on the real table uses short runs.
+Toy tables keep these fast; the tests on the real table use short runs.
 """
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from conftest import MEASURED
+from conftest import DATA, MEASURED
 
 from models.problem.instance import InputError
 from models.profiling.analytic import QueueModel
-from models.profiling.reference import simulate_reference
+from models.profiling.overheads import IterationCost, read_cpu_overheads
+from models.profiling.reference import serve_reference
 from models.profiling.server import ServerConfig
-from models.profiling.simulator import Engine, Server, simulate
+from models.profiling.simulator import Engine, Server, serve, simulate
 from models.profiling.standins import kv_capacity_tokens
-from models.profiling.sweep import SweepSettings, capacity_rps, measure, sweep
+from models.profiling.sweep import SweepSettings, capacity_rps, measure, queue_grows, sweep
 from models.profiling.table import TableError, read_step_table
 from models.profiling.workload import LengthModel, Trace, Workload, read_trace, sample_workload
 
@@ -96,6 +99,59 @@ def test_unreadable_table_files_are_rejected(tmp_path):
         read_step_table(tmp_path / "bad.json")
 
 
+# ---------------------------------------------------------------- CPU overheads
+
+VIDUR_HEADER = ("model_name,batch_size,tensor_parallel_degree,schedule_mean,sampler_e2e_mean,"
+                "prepare_inputs_e2e_mean,process_model_outputs_mean,ray_comm_time_mean")
+
+
+def write_overheads(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join([VIDUR_HEADER, *rows]) + "\n")
+    return path
+
+
+def test_iteration_time_adds_the_cpu_overheads_by_hand(tmp_path):
+    # Per component, the line through batch 8 and 16 (two models at tp 1, averaged by least squares):
+    #   schedule 0.1 + 0.0125 b, sampler 0.6, prepare inputs 0.4, process outputs 0.1 + 0.0125 b,
+    #   ray communication 0.1 + 0.0125 b.
+    # At scale 2: 2 (1.2 + 0.025 b) + (0.1 + 0.0125 b) = 2.5 + 0.0625 b; at b = 4: 2.75 ms.
+    # A prefill of 4 prompts of 100 tokens: the table's 5 + 0.01 * 4 * 100 = 9 ms, plus 2.75 ms = 11.75 ms.
+    path = write_overheads(tmp_path / "cpu.csv", [
+        "a,8,1,0.2,0.6,0.4,0.2,0.2", "a,16,1,0.3,0.6,0.4,0.3,0.3",
+        "b,8,1,0.2,0.6,0.4,0.2,0.2", "b,16,1,0.3,0.6,0.4,0.3,0.3",
+        "c,8,2,1,1,1,1,6", "c,16,2,1,1,1,1,6"])
+    overheads = read_cpu_overheads(path)
+    cost = overheads.iteration_cost(1, scale=2.0)
+    assert cost.fixed_ms == pytest.approx(2.5, abs=1e-12) and cost.per_request_ms == pytest.approx(0.0625, abs=1e-12)
+    # tp 4 was not measured: tp 2's lines, and the Ray communication (6 ms) is not scaled
+    assert overheads.iteration_cost(4, scale=2.0).at(8) == pytest.approx(2 * 4 + 6, abs=1e-12)
+    table = read_step_table(write_json(tmp_path / "t.json", table_tree()))
+    server = Server.build(ServerConfig(kv_tokens=10_000, token_budget=512),
+                          table.step_times("llama-7b", 1, 100).with_cpu(cost), 512, request_delay_ms=3.0)
+    assert server.prefill_ms[4, 100] == pytest.approx(11.75, abs=1e-12)
+    workload = Workload(np.zeros(4), np.full(4, 100), np.ones(4, dtype=np.int64))
+    assert np.allclose(simulate(server, workload, 1.0), 11.75 + 3.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["a,8,1,0.2,0.6,0.4,0.2,0.2"], "tensor-parallel degree 1: fewer than two batch sizes"),
+    (["a,8,1,0.2,0.6,0.4,0.2,0.2", "a,16,1,0.3,x,0.4,0.3,0.3"], "line 3: column 'sampler_e2e_mean': 'x'"),
+    (["a,8,0,0.2,0.6,0.4,0.2,0.2", "a,16,0,0.3,0.6,0.4,0.3,0.3"], "line 2: batch size and tensor-parallel"),
+    ([], "no measurements"),
+])
+def test_bad_overheads_are_rejected_in_one_line(tmp_path, rows, message):
+    with pytest.raises(InputError, match="cpu.csv") as err:
+        read_cpu_overheads(write_overheads(tmp_path / "cpu.csv", rows))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_overhead_column_is_named(tmp_path):
+    path = tmp_path / "cpu.csv"
+    path.write_text(VIDUR_HEADER.replace(",ray_comm_time_mean", "") + "\na,8,1,0.2,0.6,0.4,0.2\n")
+    with pytest.raises(InputError, match="column 'ray_comm_time_mean' is missing"):
+        read_cpu_overheads(path)
+
+
 # ---------------------------------------------------------------- workload
 
 
@@ -169,19 +225,35 @@ def test_saturation_is_detected_and_ends_the_curve():
     assert len(points) >= 10
 
 
+@pytest.mark.parametrize("rho, grows", [(0.9, False), (1.1, True)])
+def test_queue_growth_test_tells_a_stable_from_an_overloaded_run(rho, grows):
+    # M/D/1 (D = 10 ms): at rho = 0.9 the backlog is stationary (mean queue 4.05 by Pollaczek-Khinchine);
+    # at rho = 1.1 it climbs by 1 - 1/1.1 = 0.09 requests per arrival, about 650 over the 7,200
+    # requests after warm-up, far above the 1 % (80 requests) the test needs.
+    server, workload = constant_server(10.0), single_token_workload(8_000, seed=5)
+    rate_rps = rho * 100.0
+    arrivals = workload.arrivals_ms(rate_rps)
+    assert queue_grows(arrivals, simulate(server, workload, rate_rps)) is grows
+
+
 def test_fast_engine_equals_the_simpy_reference_with_preemptions(tmp_path):
-    # A small KV cache (2,000 tokens) and long outputs force recompute preemptions.
+    # A small KV cache (2,000 tokens) and long outputs force recompute preemptions; CPU time per
+    # iteration and a request delay are on. First and last tokens must agree, run to the end.
     table = read_step_table(write_json(tmp_path / "t.json", table_tree()))
-    server = Server.build(ServerConfig(kv_tokens=2_000, token_budget=1_024, max_batch=16),
-                          table.step_times("llama-7b", 1, 100), 1_024)
+    step_times = table.step_times("llama-7b", 1, 100).with_cpu(IterationCost(3.0, 0.25))
+    server = Server.build(ServerConfig(kv_tokens=2_000, token_budget=1_024, max_batch=16), step_times, 1_024,
+                          request_delay_ms=7.0)
     trace = Trace(Path("toy"), np.array([50, 200, 400]), np.array([5, 60, 200]))
     workload = sample_workload(trace, LengthModel(200, 80, context_window=1_024), 600, seed=4)
     for rate_rps in (2.0, 20.0, 80.0):
-        engine = Engine(server, workload, workload.arrivals_ms(rate_rps))
+        arrivals = workload.arrivals_ms(rate_rps)
+        engine = Engine(server, workload, arrivals)
         engine.run()
-        reference = simulate_reference(server, workload, rate_rps)
-        assert np.allclose(engine.first_token_ms, reference, rtol=1e-9, atol=1e-6)
-    assert engine.preemptions > 0
+        fast, reference = serve(server, workload, arrivals, True), serve_reference(server, workload, arrivals, True)
+        assert np.allclose(fast.first_token_ms, reference.first_token_ms, rtol=1e-9, atol=1e-6)
+        assert np.allclose(fast.finish_ms, reference.finish_ms, rtol=1e-9, atol=1e-6)
+        assert np.allclose(np.array(engine.first_token_ms) + 7.0, reference.first_token_ms, rtol=1e-9, atol=1e-6)
+    assert engine.preemptions > 0 and not np.isnan(fast.finish_ms).any()
 
 
 def test_request_longer_than_the_kv_cache_is_rejected(tmp_path):
@@ -214,7 +286,7 @@ def test_real_curve_is_nondecreasing_within_its_intervals(real_case):
 
 def test_analytic_model_agrees_with_the_simulator_at_light_load(real_case):
     # Below 60 % of capacity the queueing approximation and the simulation differ
-    # by -6.5 to +10.5 % over all paper-4xA100 curves (docs/latency.md, cross-check);
+    # by -7.9 to +10.3 % over all paper-4xA100 curves (docs/latency.md, cross-check);
     # 12 % leaves room for the noise of these shorter runs.
     step_times, config, server, workload = real_case
     queue = QueueModel.of(step_times, config, workload)
@@ -222,3 +294,16 @@ def test_analytic_model_agrees_with_the_simulator_at_light_load(real_case):
     for fraction in (0.1, 0.3):
         point = measure(server, workload, fraction * top, SweepSettings(first_requests=8_000, max_requests=8_000))
         assert queue.mean_ttft_ms(fraction * top) == pytest.approx(point.mean_ttft_ms, rel=0.12)
+
+
+# ---------------------------------------------------------------- shipped curves
+
+
+@pytest.mark.parametrize("instance", ["paper-4xA100", "paper-8xA100", "paper-4xA100-binding"])
+def test_shipped_curves_are_nondecreasing_within_their_intervals(instance):
+    # consecutive points may fall by at most the sum of their 95 % half-widths
+    profiles = pd.read_csv(DATA / instance / "profiles.csv")
+    for _, curve in profiles.groupby(["model", "tp", "mps_pct"]):
+        mean, half = curve.mean_ttft_ms.to_numpy(), curve.ci95_ttft_ms.to_numpy()
+        assert np.all(np.diff(curve.rate_rps) > 0)
+        assert np.all(np.diff(mean) >= -(half[1:] + half[:-1]))

@@ -1,13 +1,17 @@
-"""The profile command on a toy instance, table and trace: output, determinism, and one-line errors."""
+"""The profile command on a toy instance, table and trace: output, determinism, shared simulations,
+progress, help, and one-line errors before any simulation."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from models.cli.profile import METHODS, main
 from models.problem.instance import load_instance
-from models.cli.profile import main
+from models.profiling.calibration import DEFAULT
+from models.profiling.profiles import simulated_rows
 
 INSTANCE = """
 name = "toy"
@@ -57,8 +61,11 @@ def toy(tmp_path):
     return folder, table, trace
 
 
-def args(folder: Path, table: Path, trace: Path, *extra) -> list[str]:
-    return [str(folder), "--table", str(table), "--trace", str(trace),
+QUICK = ("--max-requests", "1000")  # the shortest runs allowed, for tests that need curves but not their values
+
+
+def args(folder: Path, table: Path, trace: Path, *extra, out: Path | None = None) -> list[str]:
+    return [str(folder), "--table", str(table), "--trace", str(trace), "--out", str(out or folder / "profiles.csv"),
             "--stand-in", "small=llama-7b", "--stand-in", "large=llama-13b",
             "--max-requests", "2000", "--workers", "1", "--quiet", *extra]
 
@@ -80,16 +87,65 @@ def test_profiles_cover_the_measured_options_that_fit_and_load(toy, capsys):
 def test_same_seed_same_file(toy, tmp_path):
     folder, table, trace = toy
     first, second = tmp_path / "1.csv", tmp_path / "2.csv"
-    assert main(args(folder, table, trace, "--out", str(first), "--seed", "7")) == 0
-    assert main(args(folder, table, trace, "--out", str(second), "--seed", "7", "--workers", "2")) == 0
+    assert main(args(folder, table, trace, "--seed", "7", out=first)) == 0
+    assert main(args(folder, table, trace, "--seed", "7", "--workers", "2", out=second)) == 0
     assert first.read_bytes() == second.read_bytes()
 
 
 def test_analytic_method_writes_curves(toy, tmp_path):
     folder, table, trace = toy
     out = tmp_path / "analytic.csv"
-    assert main(args(folder, table, trace, "--method", "analytic", "--out", str(out))) == 0
+    assert main(args(folder, table, trace, "--method", "analytic", out=out)) == 0
     assert len(pd.read_csv(out).groupby(["model", "tp", "mps_pct"])) == 6
+
+
+def test_models_with_one_stand_in_share_one_simulation(toy, tmp_path, monkeypatch):
+    # both models on llama-7b with the same KV size: the 4 options they share (tp 2, MPS 50 and 100 %,
+    # and small's tp 1) are simulated once each, and both models get the same rows
+    folder, table, trace = toy
+    calls = []
+    monkeypatch.setitem(METHODS, "simulate", lambda job: calls.append(job) or simulated_rows(job))
+    out = tmp_path / "shared.csv"
+    assert main(args(folder, table, trace, "--stand-in", "large=llama-7b", *QUICK, out=out)) == 0
+    assert sorted((job.tp, job.mps_pct, job.models) for job in calls) == [
+        (1, 50, ("small",)), (1, 100, ("small",)), (2, 50, ("small", "large")), (2, 100, ("small", "large"))]
+    profiles = pd.read_csv(out)
+    shared = [profiles[(profiles.model == name) & (profiles.tp == 2)].drop(columns="model").reset_index(drop=True)
+              for name in ("small", "large")]
+    pd.testing.assert_frame_equal(*shared)
+
+
+def test_existing_output_is_kept_without_force(toy, capsys):
+    folder, table, trace = toy
+    out = folder / "profiles.csv"
+    out.write_text("shipped\n")
+    assert main(args(folder, table, trace)) == 2
+    assert capsys.readouterr().err == f"error: {out}: file exists (give --force to overwrite it)\n"
+    assert out.read_text() == "shipped\n"
+    assert main(args(folder, table, trace, "--force", *QUICK)) == 0
+    assert out.read_text().startswith("model,tp,mps_pct,rate_rps,mean_ttft_ms")
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(toy, tmp_path, capsys):
+    # capsys' stderr is not a terminal: plain timestamped lines, the last one counting every curve
+    folder, table, trace = toy
+    argv = [a for a in args(folder, table, trace, *QUICK, out=tmp_path / "p.csv") if a != "--quiet"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d latency curves: \d/6", line)
+                         for line in lines)
+    assert lines[-1].endswith("6/6")
+
+
+def test_help_names_the_command_and_every_default(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: solve.py profile")
+    for flag, default in [("--prompt-mean", "256.0"), ("--output-mean", "32.0"), ("--seed", "0"),
+                          ("--max-requests", "40000"), ("--workers", "2"), ("--method", "simulate"),
+                          ("--overhead-scale", str(DEFAULT.overhead_scale))]:
+        help_of_flag = text.split(f"  {flag}", 1)[1].split("\n  -", 1)[0]
+        assert f"(default: {default}" in " ".join(help_of_flag.split()), flag
 
 
 @pytest.mark.parametrize("break_input, message", [
@@ -97,6 +153,8 @@ def test_analytic_method_writes_curves(toy, tmp_path):
     (lambda f, t, r: t.write_text('{"llama-7b": {"1": {"100": {"1": {"32": {"prefill": "x"}}}}}}'),
      "table.json: llama-7b/1/100/1/32: field 'prefill': 'x' is not a number"),
     (lambda f, t, r: r.write_text("ContextTokens\n5\n"), "trace.csv: column 'GeneratedTokens' is missing"),
+    (lambda f, t, r: r.write_text("ContextTokens,GeneratedTokens\n5,0\n"),
+     "trace.csv: line 2: column 'GeneratedTokens': 0 is not a positive whole number of tokens"),
     (lambda f, t, r: (f / "instance.toml").unlink(), "instance.toml: file is missing"),
     (lambda f, t, r: (f / "instance.toml").write_text(INSTANCE.replace("gpu_count = 2", "gpu_count = 0")),
      "field 'cluster.gpu_count'"),
@@ -106,7 +164,25 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(toy, capsys, break_input, me
     break_input(folder, table, trace)
     assert main(args(folder, table, trace)) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err and "np." not in err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a, f: a + ["--out", str(f / "missing" / "p.csv")], "p.csv: folder {f}/missing does not exist"),
+    (lambda a, f: a + ["--out", str(f)], "{f}: is a folder, not a file"),
+    (lambda a, f: a + ["--max-requests", "1"], "argument --max-requests: 1 is too few requests: "
+                                               "the smallest allowed is 1000 (see --help)"),
+    (lambda a, f: a + ["--max-requests", "5"], "argument --max-requests: 5 is too few requests"),
+    (lambda a, f: a + ["--max-requests", "20"], "argument --max-requests: 20 is too few requests"),
+    (lambda a, f: a + ["--stand-in", "medium=llama-7b"],
+     "--stand-in medium=llama-7b: {f}/instance.toml has no model 'medium'"),
+])
+def test_refused_before_any_simulation_in_one_line(toy, capsys, monkeypatch, edit, message):
+    folder, table, trace = toy
+    monkeypatch.setitem(METHODS, "simulate", lambda job: pytest.fail("simulated before refusing"))
+    assert main(edit(args(folder, table, trace), folder)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message.format(f=folder) in err and err.count("\n") == 1
 
 
 def test_usage_errors_return_2(toy, capsys):
@@ -118,6 +194,7 @@ def test_usage_errors_return_2(toy, capsys):
 
 def test_model_without_stand_in_is_named(toy, capsys):
     folder, table, trace = toy
-    argv = [str(folder), "--table", str(table), "--trace", str(trace), "--stand-in", "small=llama-7b", "--quiet"]
+    argv = [str(folder), "--table", str(table), "--trace", str(trace), "--out", str(folder / "p.csv"),
+            "--stand-in", "small=llama-7b", "--quiet"]
     assert main(argv) == 2
     assert "models[1].name': no table model stands in for 'large'" in capsys.readouterr().err

@@ -1,61 +1,88 @@
 """The profile command: latency curves (`profiles.csv`) for an instance from measured step times.
 
-    profile INSTANCE_DIR --table llama.json --trace AzureLLMInferenceTrace_conv.csv
-            [--method simulate|analytic] [--prompt-mean 256] [--output-mean 32] [--seed 0]
-            [--stand-in NAME=TABLE_MODEL ...] [--max-requests 40000] [--workers 2]
-            [--out PATH] [--quiet]
+    solve.py profile INSTANCE_DIR --table llama.json --trace AzureLLMInferenceTrace_conv.csv --out PROFILES.csv
+            [--force] [--method simulate|analytic] [--overheads cpu_overheads.csv] [--overhead-scale K]
+            [--request-delay-ms D] [--prompt-mean 256] [--output-mean 32] [--seed 0]
+            [--stand-in NAME=TABLE_MODEL ...] [--max-requests 40000] [--workers 2] [--quiet]
 
 Builds a curve for every model, tp and MPS share of the instance's
-setup_options that the table measured and whose shard fits a GPU, writes them
-to the instance's `files.profiles` (or --out), and prints, per model, the best
-mean TTFT it reaches alone at the instance's arrival rate. Exit status: 0 done;
-2 bad input or usage (one line on stderr naming the file and field).
+setup_options that the table measured and whose shard fits a GPU, on the
+calibrated simulated server (docs/latency.md), writes them to --out (an
+existing file only with --force), and prints, per model, the best mean TTFT it
+reaches alone at the instance's arrival rate. Models with the same stand-in,
+option and KV-cache size share one simulation. Exit status: 0 done; 2 bad input
+or usage (one line on stderr naming the file and field).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
 from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int
 from models.problem.instance import InputError
+from models.profiling.calibration import DEFAULT
 from models.profiling.deployments import deployments, read_target
+from models.profiling.overheads import read_cpu_overheads
 from models.profiling.profiles import (
-    CurveJob,
     analytic_rows,
     best_single_model,
     build_profiles,
+    curve_jobs,
     simulated_rows,
     write_profiles,
 )
 from models.profiling.simulator import check_fits
 from models.profiling.standins import STAND_INS
-from models.profiling.sweep import SweepSettings
+from models.profiling.sweep import MIN_REQUESTS, SweepSettings
 from models.profiling.table import read_step_table
 from models.profiling.workload import LengthModel, read_trace, sample_workload
 
 EXIT_DONE = 0
 PROMPT_MEAN, OUTPUT_MEAN = 256.0, 32.0  # RouterBench-like lengths, docs/latency.md
 METHODS = {"simulate": simulated_rows, "analytic": analytic_rows}
+SHIPPED_OVERHEADS = Path("data") / "measured" / "vidur-a100-cpu-overheads" / "cpu_overheads.csv"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="solve.py profile", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("instance", type=Path, help="instance folder (reads instance.toml only)")
-    parser.add_argument("--table", type=Path, required=True, help="MuxServe-format step-time JSON")
-    parser.add_argument("--trace", type=Path, required=True, help="Azure-format trace CSV of prompt/output tokens")
-    parser.add_argument("--method", choices=sorted(METHODS), default="simulate")
-    parser.add_argument("--prompt-mean", type=positive_float, default=PROMPT_MEAN, metavar="TOKENS")
-    parser.add_argument("--output-mean", type=positive_float, default=OUTPUT_MEAN, metavar="TOKENS")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--table", type=Path, required=True, help="MuxServe-format step-time JSON (required)")
+    parser.add_argument("--trace", type=Path, required=True,
+                        help="Azure-format trace CSV of prompt and output tokens (required)")
+    parser.add_argument("--out", type=Path, required=True, help="profiles CSV to write (required)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists (default: refuse)")
+    parser.add_argument("--method", choices=sorted(METHODS), default="simulate",
+                        help="simulate the server, or its closed-form queueing model (default: %(default)s)")
+    parser.add_argument("--overheads", type=Path, default=REPO / SHIPPED_OVERHEADS, metavar="CSV",
+                        help=f"Vidur-format CPU overheads per iteration (default: the shipped {SHIPPED_OVERHEADS})")
+    parser.add_argument("--overhead-scale", type=non_negative_float, default=DEFAULT.overhead_scale, metavar="K",
+                        help="times the engine's CPU overheads are charged; 8.5 fits DistServe's vLLM runs "
+                             "(default: %(default)s, as Vidur measured them)")
+    parser.add_argument("--request-delay-ms", type=non_negative_float, default=DEFAULT.request_delay_ms,
+                        metavar="MS", help="delay per request outside the engine (default: %(default)s, fitted)")
+    parser.add_argument("--prompt-mean", type=positive_float, default=PROMPT_MEAN, metavar="TOKENS",
+                        help="mean prompt length the trace's lengths are rescaled to (default: %(default)s)")
+    parser.add_argument("--output-mean", type=positive_float, default=OUTPUT_MEAN, metavar="TOKENS",
+                        help="mean output length the trace's lengths are rescaled to (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the sampled requests and arrivals (default: %(default)s)")
     parser.add_argument("--stand-in", action="append", default=[], type=name_pair, metavar="NAME=TABLE_MODEL",
-                        help="table model that stands in for an instance model (adds to or overrides the built-in)")
-    parser.add_argument("--max-requests", type=positive_int, default=SweepSettings.max_requests,
-                        help="longest simulation of one rate (requests); fewer for quick, rougher curves")
-    parser.add_argument("--workers", type=positive_int, default=2, help="processes (one curve each at a time)")
-    parser.add_argument("--out", type=Path, help="profiles CSV to write (default: the instance's files.profiles)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+                        help="table model that stands in for an instance model, repeatable; adds to or overrides "
+                             f"the built-in ones (default: {', '.join(f'{k}={v}' for k, v in STAND_INS.items())})")
+    parser.add_argument("--max-requests", type=at_least_min_requests, default=SweepSettings.max_requests,
+                        help=f"longest simulation of one rate, in requests, at least {MIN_REQUESTS}; fewer give "
+                             f"quicker, rougher curves (default: %(default)s)")
+    parser.add_argument("--workers", type=positive_int, default=2,
+                        help="processes, one curve each at a time (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress on stderr (default: a bar on a terminal, else a timestamped line "
+                             "every few seconds)")
     return parser.parse_args(argv)
 
 
@@ -64,6 +91,23 @@ def name_pair(text: str) -> tuple[str, str]:
     if not name or not table_model:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=TABLE_MODEL")
     return name, table_model
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
+    return value
+
+
+def at_least_min_requests(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_REQUESTS:
+        raise argparse.ArgumentTypeError(f"{value} is too few requests: the smallest allowed is {MIN_REQUESTS}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -76,7 +120,7 @@ def main(argv=None) -> int:
     except InputError as err:
         return error(str(err))
     except OSError as err:
-        return error(f"{err.filename}: {err.strerror}")
+        return error(f"{err.filename or args.out}: {err.strerror or err}")
 
 
 def error(message: str) -> int:
@@ -84,10 +128,32 @@ def error(message: str) -> int:
     return EXIT_USAGE
 
 
+def check_writable(out: Path, force: bool) -> None:
+    """Before any simulation: --out can be written, and is not an existing file unless --force."""
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"{out}: folder {folder} does not exist")
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder, not a file")
+    if out.exists() and not force:
+        raise InputError(f"{out}: file exists (give --force to overwrite it)")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise InputError(f"{out}: not writable")
+
+
+def check_stand_ins(stand_ins: list[tuple[str, str]], names: set[str], toml_path: Path) -> None:
+    for name, table_model in stand_ins:
+        if name not in names:
+            raise InputError(f"--stand-in {name}={table_model}: {toml_path} has no model '{name}'")
+
+
 def profile(args: argparse.Namespace) -> int:
+    check_writable(args.out, args.force)
     target = read_target(args.instance)
+    check_stand_ins(args.stand_in, {m.name for m in target.models}, target.toml_path)
     table = read_step_table(args.table)
     trace = read_trace(args.trace)
+    overheads = read_cpu_overheads(args.overheads)
     lengths = LengthModel(args.prompt_mean, args.output_mean)
     found = deployments(target, table, {**STAND_INS, **dict(args.stand_in)})
     if not found:
@@ -95,16 +161,19 @@ def profile(args: argparse.Namespace) -> int:
     settings = SweepSettings(first_requests=min(SweepSettings.first_requests, args.max_requests),
                              max_requests=args.max_requests)
     workload = sample_workload(trace, lengths, settings.max_requests, args.seed)
-    jobs = [CurveJob(d, table, workload, lengths.context_window, settings) for d in found]
+    cpu_by_tp = {d.tp: overheads.iteration_cost(d.tp, args.overhead_scale) for d in found}
+    jobs = curve_jobs(found, cpu_by_tp, table=table, workload=workload, context_window=lengths.context_window,
+                      request_delay_ms=args.request_delay_ms, settings=settings)
     for job in jobs:
-        check_fits(job.config(), workload, f"{job.deployment.model} at tp {job.deployment.tp}")
+        check_fits(job.config(), workload, f"{', '.join(job.models)} at tp {job.tp}")
     profiles = build_profiles(jobs, METHODS[args.method], workers=args.workers, progress=not args.quiet)
-    out = args.out or target.profiles_path
-    write_profiles(profiles, out)
-    print(f"wrote {len(profiles)} points, {len(jobs)} curves to {out}")
+    write_profiles(profiles, args.out)
+    print(f"wrote {len(profiles)} points, {len(profiles.groupby(['model', 'tp', 'mps_pct']))} curves "
+          f"({len(jobs)} simulated) to {args.out}")
     print(f"each model alone at {target.arrival_rate_rps:g} requests/s:")
     print(best_single_model(profiles, target.arrival_rate_rps).to_string(index=False))
     return EXIT_DONE
+
 
 if __name__ == "__main__":
     sys.exit(main())

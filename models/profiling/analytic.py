@@ -6,7 +6,8 @@ non-preemptive priority (Cobham's formula): it waits out the iteration in
 progress and the prefill work queued ahead of it, then its own prefill.
 
 Data (per request, drawn from the workload): prompt length L, output length O.
-Step times P(b, s) and D(b, s) (ms) from the table; arrival rate lam (1/ms).
+Step times P(b, s) and D(b, s) (ms) from the table, CPU time per iteration
+included (`StepTimes.prefill_ms`, `decode_ms`); arrival rate lam (1/ms).
 
 * p = P(1, L): a request's own prefill, run alone.
 * b: the size of the prefill batch a request joins. Under load requests that
@@ -67,7 +68,7 @@ class QueueModel:
         lengths, counts = np.unique(workload.prompt_tokens, return_counts=True)
         full = np.clip(config.token_budget // lengths, 1, config.max_batch)
         batches = np.unique(full)
-        at_full = step_times.prefill.outer(batches, lengths)[np.searchsorted(batches, full), np.arange(len(full))]
+        at_full = step_times.prefill_ms(batches, lengths)[np.searchsorted(batches, full), np.arange(len(full))]
         mean_kv = float(workload.prompt_tokens.mean() + workload.output_tokens.mean() / 2)
         weights = counts / counts.sum()
         return cls(
@@ -76,16 +77,16 @@ class QueueModel:
             weights=weights,
             full_batch=full,
             full_batch_work_ms=at_full / full,
-            prefill_alone_ms=float(step_times.prefill.outer([1], lengths)[0] @ weights),
+            prefill_alone_ms=float(step_times.prefill_ms([1], lengths)[0] @ weights),
             decode_steps=float((workload.output_tokens - 1).mean()),
-            decode_row_ms=step_times.decode.outer(np.arange(1, config.max_batch + 1), [mean_kv])[:, 0],
+            decode_row_ms=step_times.decode_ms(np.arange(1, config.max_batch + 1), [mean_kv])[:, 0],
             mean_kv_tokens=mean_kv,
             config=config,
         )
 
     def work_ms(self, batch: float) -> np.ndarray:
         """w(b) for each distinct prompt length."""
-        shared = self.step_times.prefill.outer([batch], self.lengths)[0] / batch
+        shared = self.step_times.prefill_ms([batch], self.lengths)[0] / batch
         return np.where(self.full_batch >= batch, shared, self.full_batch_work_ms)
 
     def decoding(self, lam: float, rho: float) -> float | None:

@@ -1,8 +1,15 @@
-"""Latency curves for a set of deployments, as SPEC `profiles.csv` rows, built in parallel."""
+"""Latency curves for a set of deployments, as SPEC `profiles.csv` rows, built in parallel.
+
+Models that share a stand-in, an option and a KV-cache size would get the same
+curve: `curve_jobs` makes one job for each such group, and the job's rows are
+written once per model of the group.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,72 +21,117 @@ from models.problem.instance import PROFILE_COLUMNS, Curve, InputError
 from models.problem.latency import latency_ms
 from models.profiling.analytic import analytic_curve
 from models.profiling.deployments import Deployment
+from models.profiling.overheads import IterationCost
 from models.profiling.server import ServerConfig
 from models.profiling.simulator import Server
 from models.profiling.sweep import SweepSettings, sweep
-from models.profiling.table import StepTable
+from models.profiling.table import StepTable, StepTimes
 from models.profiling.workload import Workload
 
 KEY_COLUMNS = ["model", "tp", "mps_pct"]
+PROGRESS_EVERY_S = 5.0  # at most one plain progress line per this many seconds
 
 
 @dataclass(frozen=True)
 class CurveJob:
-    """Everything one worker needs to build one deployment's curve."""
+    """Everything one worker needs to build one curve, and the models that get it."""
 
-    deployment: Deployment
+    models: tuple[str, ...]
+    table_model: str
+    tp: int
+    mps_pct: int
+    kv_tokens: int
     table: StepTable
     workload: Workload
     context_window: int
+    cpu: IterationCost = IterationCost()
+    request_delay_ms: float = 0.0
     settings: SweepSettings = SweepSettings()
 
     def config(self) -> ServerConfig:
-        return ServerConfig(kv_tokens=self.deployment.kv_tokens, token_budget=self.context_window)
+        return ServerConfig(kv_tokens=self.kv_tokens, token_budget=self.context_window)
+
+    def step_times(self) -> StepTimes:
+        return self.table.step_times(self.table_model, self.tp, self.mps_pct).with_cpu(self.cpu)
+
+    def for_each_model(self, curve: pd.DataFrame) -> pd.DataFrame:
+        """The curve's rows once per model, with their option."""
+        return pd.concat([curve.assign(model=model, tp=self.tp, mps_pct=self.mps_pct) for model in self.models],
+                         ignore_index=True)
+
+
+def curve_jobs(found: tuple[Deployment, ...], cpu_by_tp: dict[int, IterationCost], **common) -> list[CurveJob]:
+    """One job per distinct (stand-in, tp, MPS share, KV tokens), in order of first appearance, with the
+    CPU time per iteration of its tp; `common` are the remaining CurveJob fields."""
+    groups: dict[tuple, list[str]] = {}
+    for d in found:
+        groups.setdefault((d.table_model, d.tp, d.mps_pct, d.kv_tokens), []).append(d.model)
+    return [CurveJob(tuple(models), *key, cpu=cpu_by_tp[key[1]], **common) for key, models in groups.items()]
 
 
 def analytic_rows(job: CurveJob) -> pd.DataFrame:
     """The analytic model's curve (models/profiling/analytic.py), SPEC columns only."""
-    d = job.deployment
-    step_times = job.table.step_times(d.table_model, d.tp, d.mps_pct)
-    points = analytic_curve(step_times, job.config(), job.workload)
-    return pd.DataFrame({
-        "model": d.model, "tp": d.tp, "mps_pct": d.mps_pct,
+    points = analytic_curve(job.step_times(), job.config(), job.workload)
+    return job.for_each_model(pd.DataFrame({
         "rate_rps": [rate for rate, _ in points],
-        "mean_ttft_ms": [ttft for _, ttft in points],
-    })
+        "mean_ttft_ms": [ttft + job.request_delay_ms for _, ttft in points],
+    }))
 
 
 def simulated_rows(job: CurveJob) -> pd.DataFrame:
     """The stable points of a simulated sweep, with percentiles, the interval and the run length."""
-    d = job.deployment
-    server = Server.build(job.config(), job.table.step_times(d.table_model, d.tp, d.mps_pct), job.context_window)
+    server = Server.build(job.config(), job.step_times(), job.context_window, job.request_delay_ms)
     stable = [point for point in sweep(server, job.workload, job.settings) if not point.saturated]
     if not stable:
-        raise InputError(f"{d.model} at tp{d.tp}/mps{d.mps_pct}: saturated already at the lowest rate "
-                         f"(5 % of its capacity estimate); the step times cannot make a curve")
-    frame = pd.DataFrame([vars(point) for point in stable]).drop(columns="saturated")
-    return frame.assign(model=d.model, tp=d.tp, mps_pct=d.mps_pct)
+        raise InputError(f"{', '.join(job.models)} at tp{job.tp}/mps{job.mps_pct}: the queue grows already at "
+                         f"the lowest rate (5 % of its capacity estimate); the step times cannot make a curve")
+    return job.for_each_model(pd.DataFrame([vars(point) for point in stable]).drop(columns="saturated"))
 
 
 def build_profiles(jobs: list[CurveJob], build, workers: int = 1, progress: bool = True) -> pd.DataFrame:
     """`build` (analytic_rows or simulated_rows) on every job, sorted by model, tp, mps_pct, rate.
 
-    A progress bar on stderr counts finished curves. Each curve depends only on its job, so the
-    result is the same for any number of workers.
+    Progress on stderr counts finished curves (`progress_meter`). Each curve depends only on its
+    job, so the result is the same for any number of workers.
     """
-    bar = tqdm(total=len(jobs), desc="latency curves", unit="curve", disable=not progress)
+    meter = progress_meter(len(jobs), progress)
     frames = []
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
             for frame in pool.imap_unordered(build, jobs):
                 frames.append(frame)
-                bar.update()
+                meter.update()
     else:
         for job in jobs:
             frames.append(build(job))
-            bar.update()
-    bar.close()
+            meter.update()
+    meter.close()
     return pd.concat(frames, ignore_index=True).sort_values(KEY_COLUMNS + ["rate_rps"], ignore_index=True)
+
+
+def progress_meter(total: int, enabled: bool):
+    """A bar on a terminal; otherwise plain timestamped lines (`PlainProgress`); nothing if not enabled."""
+    if enabled and not sys.stderr.isatty():
+        return PlainProgress(total)
+    return tqdm(total=total, desc="latency curves", unit="curve", disable=not enabled)
+
+
+class PlainProgress:
+    """Lines 'YYYY-MM-DD HH:MM:SS latency curves: k/n' on stderr, at most one per PROGRESS_EVERY_S and the last."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.last_line = total, 0, -np.inf
+
+    def update(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.done == self.total or now - self.last_line >= PROGRESS_EVERY_S:
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} latency curves: {self.done}/{self.total}",
+                  file=sys.stderr, flush=True)
+            self.last_line = now
+
+    def close(self) -> None:
+        pass
 
 
 def write_profiles(profiles: pd.DataFrame, path: Path) -> None:

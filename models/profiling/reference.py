@@ -4,9 +4,9 @@ Same server as `models.profiling.simulator` (its docstring states the rules),
 but with the obvious state: request objects, a waiting deque, a running list,
 one simpy timeout per prefill iteration or decode step, and a simpy process of
 arrivals that wakes an idle server. It is slow: every decode step is an event
-and touches every running request. Tests check that the engine's first-token
-times equal these; `bench/profile_speed.py` measures how much faster the
-engine is.
+and touches every running request. Tests check that the engine's first- and
+last-token times equal these; `bench/profile_speed.py` measures how much
+faster the engine is.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from models.profiling.simulator import Server, check_serves, mean_length
+from models.profiling.simulator import Served, Server, check_serves, mean_length
 from models.profiling.workload import Workload
 
 
@@ -30,26 +30,35 @@ class Request:
     cached: int = 0  # tokens in the KV cache while running
     to_prefill: int = 0  # tokens the next admission prefills
     first_token_ms: float | None = None
+    finish_ms: float = np.nan
+
+
+def serve_reference(server: Server, workload: Workload, arrivals_ms: np.ndarray,
+                    until_finished: bool = False) -> Served:
+    """As `models.profiling.simulator.serve` returns it."""
+    check_serves(server, workload)
+    requests = [Request(float(a), int(p), int(o), to_prefill=int(p)) for a, p, o in
+                zip(arrivals_ms, workload.prompt_tokens, workload.output_tokens)]
+    env = simpy.Environment()
+    state = ReferenceServer(server, env, len(requests), until_finished)
+    env.process(state.arrivals(requests))
+    env.run(until=env.process(state.serve()))
+    return Served(np.array([r.first_token_ms for r in requests]) + server.request_delay_ms,
+                  np.array([r.finish_ms for r in requests]) + server.request_delay_ms)
 
 
 def simulate_reference(server: Server, workload: Workload, rate_rps: float) -> np.ndarray:
     """First-token times (ms), as `models.profiling.simulator.simulate` returns them."""
-    check_serves(server, workload)
-    requests = [Request(float(a), int(p), int(o), to_prefill=int(p)) for a, p, o in
-                zip(workload.arrivals_ms(rate_rps), workload.prompt_tokens, workload.output_tokens)]
-    env = simpy.Environment()
-    state = ReferenceServer(server, env, len(requests))
-    env.process(state.arrivals(requests))
-    env.run(until=env.process(state.serve()))
-    return np.array([r.first_token_ms for r in requests])
+    return serve_reference(server, workload, workload.arrivals_ms(rate_rps)).first_token_ms
 
 
 class ReferenceServer:
-    def __init__(self, server: Server, env: simpy.Environment, count: int):
+    def __init__(self, server: Server, env: simpy.Environment, count: int, until_finished: bool):
         self.server, self.config, self.env = server, server.config, env
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # in admission order
         self.unserved = count
+        self.until_finished = until_finished
         self.wakeup: simpy.Event | None = None
 
     def arrivals(self, requests: list[Request]):
@@ -60,7 +69,7 @@ class ReferenceServer:
                 self.wakeup.succeed()
 
     def serve(self):
-        while self.unserved:
+        while self.unserved or (self.until_finished and (self.running or self.waiting)):
             batch = self.admit()
             if batch:
                 tokens = sum(r.to_prefill for r in batch)
@@ -99,11 +108,15 @@ class ReferenceServer:
             if request.generated < request.output:
                 request.cached = request.to_prefill
                 self.running.append(request)
+            else:
+                request.finish_ms = self.env.now
 
     def after_decode(self) -> None:
         for request in self.running:
             request.generated += 1
             request.cached += 1
+            if request.generated == request.output:
+                request.finish_ms = self.env.now
         self.running = [r for r in self.running if r.generated < r.output]
 
     def preempt(self) -> None:

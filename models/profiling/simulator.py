@@ -19,14 +19,18 @@ The server (vLLM v0's default scheduler, simplified; docs/latency.md):
 
 Step times come from the measured table: a prefill of b requests with T tokens
 in total takes prefill(b, T / b); a decode step of b requests holding C tokens
-of KV cache takes decode(b, C / b) (mean lengths rounded to whole tokens).
+of KV cache takes decode(b, C / b) (mean lengths rounded to whole tokens). Both
+include the engine's CPU time per iteration at b (`StepTimes.cpu`). A request's
+tokens reach its client `request_delay_ms` after the iteration that made them: a
+fixed cost per request outside the engine (HTTP, tokenizing, hand-off).
 
 Between events nothing changes but the decode counter, so consecutive decode
 steps are advanced as one block (their times summed from a cumulative table)
 up to the next event: an arrival (when it can be admitted), a completion, or a
 full cache. This is the same server as stepping one iteration at a time, and
 several times faster at low load, where most steps are decodes between
-arrivals; `tests/test_profiling_simulator.py` checks the two agree.
+arrivals; `tests/test_profiling.py` checks that it agrees with the simpy
+reference (`reference.py`), first tokens and last tokens alike.
 """
 
 from __future__ import annotations
@@ -54,15 +58,18 @@ class Server:
     prefill_ms: np.ndarray
     decode_ms: np.ndarray
     decode_cum_ms: np.ndarray
+    request_delay_ms: float = 0.0  # from the iteration that makes a token to its client
 
     @classmethod
-    def from_grids(cls, config: ServerConfig, prefill_ms: np.ndarray, decode_ms: np.ndarray) -> "Server":
+    def from_grids(cls, config: ServerConfig, prefill_ms: np.ndarray, decode_ms: np.ndarray,
+                   request_delay_ms: float = 0.0) -> "Server":
         cumulative = np.concatenate([np.zeros((len(decode_ms), 1)), np.cumsum(decode_ms, axis=1)], axis=1)
-        return cls(config, prefill_ms, decode_ms, cumulative)
+        return cls(config, prefill_ms, decode_ms, cumulative, request_delay_ms)
 
     @classmethod
-    def build(cls, config: ServerConfig, step_times: StepTimes, context_window: int) -> "Server":
-        return cls.from_grids(config, *step_times.grids(config.max_batch, context_window))
+    def build(cls, config: ServerConfig, step_times: StepTimes, context_window: int,
+              request_delay_ms: float = 0.0) -> "Server":
+        return cls.from_grids(config, *step_times.grids(config.max_batch, context_window), request_delay_ms)
 
     @property
     def context_window(self) -> int:
@@ -84,12 +91,27 @@ def check_fits(config: ServerConfig, workload: Workload, who: str) -> None:
                          f"({config.token_budget}) or the admissible KV cache ({config.admission_kv_tokens} tokens)")
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a run gives per request (ms from the run's start)."""
+
+    first_token_ms: np.ndarray  # when its first token reaches the client
+    finish_ms: np.ndarray  # when its last token does; NaN if the run stopped before
+
+
+def serve(server: Server, workload: Workload, arrivals_ms: np.ndarray, until_finished: bool = False) -> Served:
+    """Run `workload`'s requests arriving at `arrivals_ms` (ascending) until each has its first token,
+    or with `until_finished` its last one."""
+    check_serves(server, workload)
+    engine = Engine(server, workload, np.asarray(arrivals_ms, dtype=float))
+    engine.run(until_finished)
+    delay = server.request_delay_ms
+    return Served(np.array(engine.first_token_ms) + delay, np.array(engine.finish_ms) + delay)
+
+
 def simulate(server: Server, workload: Workload, rate_rps: float) -> np.ndarray:
     """Time (ms) at which each request of `workload`, arriving at `rate_rps`, gets its first token."""
-    check_serves(server, workload)
-    engine = Engine(server, workload, workload.arrivals_ms(rate_rps))
-    engine.run()
-    return np.array(engine.first_token_ms)
+    return serve(server, workload, workload.arrivals_ms(rate_rps)).first_token_ms
 
 
 NOT_YET = -1.0  # first-token time of a request still waiting for it
@@ -101,7 +123,8 @@ def mean_length(tokens: int, requests: int) -> int:
 
 
 class Engine:
-    """The server's state during one run; `run` advances it until every request has its first token."""
+    """The server's state during one run; `run` advances it until every request has its first token
+    (or its last one). Times are the engine's: when an iteration ends."""
 
     def __init__(self, server: Server, workload: Workload, arrivals_ms: np.ndarray):
         count = len(workload)
@@ -122,6 +145,7 @@ class Engine:
         self.admitted_at = [0] * count
         self.admissions = [0] * count  # tells a heap entry left behind by a preemption
         self.first_token_ms = [NOT_YET] * count
+        self.finish_ms = [np.nan] * count
         self.unserved = count  # requests without a first token yet
         self.preemptions = 0
 
@@ -129,8 +153,8 @@ class Engine:
     def kv_used(self) -> int:
         return self.kv_offset + len(self.running) * self.decodes
 
-    def run(self) -> None:
-        while self.unserved:
+    def run(self, until_finished: bool = False) -> None:
+        while self.unserved or (until_finished and (self.running or self.waiting)):
             self.enqueue_arrivals()
             if self.waiting and self.prefill():
                 continue
@@ -172,6 +196,7 @@ class Engine:
         self.generated[request] += 1
         remaining = self.output[request] - self.generated[request]
         if remaining == 0:
+            self.finish_ms[request] = self.now
             return
         self.running[request] = None
         self.admitted_at[request] = self.decodes
@@ -209,6 +234,7 @@ class Engine:
             _, request, admission = heapq.heappop(self.finishes)
             if request in self.running and admission == self.admissions[request]:
                 self.release(request)
+                self.finish_ms[request] = self.now
 
     def release(self, request: int) -> None:
         del self.running[request]

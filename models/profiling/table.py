@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from models.problem.instance import InputError
+from models.profiling.overheads import IterationCost
 
 PHASES = ("prefill", "decoding")
 OUT_OF_MEMORY = -1.0
@@ -204,13 +205,29 @@ def along_batch(batch_sizes: np.ndarray, rows: np.ndarray, batch: np.ndarray) ->
 
 @dataclass(frozen=True)
 class StepTimes:
-    """Prefill and decode iteration times (ms) of one deployment option, as functions of (b, s)."""
+    """Prefill and decode iteration times (ms) of one deployment option, as functions of (b, s).
+
+    An iteration of b requests takes the table's GPU time plus the engine's CPU time `cpu` at b
+    (models/profiling/overheads.py; none unless `with_cpu` adds it).
+    """
 
     prefill: RowInterpolant
     decode: RowInterpolant
+    cpu: IterationCost = IterationCost()
+
+    def with_cpu(self, cpu: IterationCost) -> "StepTimes":
+        return replace(self, cpu=cpu)
+
+    def prefill_ms(self, batch, seq) -> np.ndarray:
+        """Prefill times on the grid batch x seq (see `RowInterpolant.outer`), CPU time included."""
+        return self.prefill.outer(batch, seq) + self.cpu.at(np.atleast_1d(batch))[:, None]
+
+    def decode_ms(self, batch, seq) -> np.ndarray:
+        """Decode step times on the grid batch x seq, CPU time included."""
+        return self.decode.outer(batch, seq) + self.cpu.at(np.atleast_1d(batch))[:, None]
 
     def grids(self, max_batch: int, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Dense lookups `grid[b, s]` for b in 0..max_batch, s in 0..max_len (b = 0 and s = 0 read as 1)."""
         batch = np.maximum(np.arange(max_batch + 1), 1)
         seq = np.maximum(np.arange(max_len + 1), 1)
-        return self.prefill.outer(batch, seq), self.decode.outer(batch, seq)
+        return self.prefill_ms(batch, seq), self.decode_ms(batch, seq)

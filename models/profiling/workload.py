@@ -80,11 +80,16 @@ def read_trace(path: str | Path) -> Trace:
         bad = np.flatnonzero(~(values >= 1) | (values != np.round(values)))
         if bad.size:
             raise InputError(f"{path}: line {bad[0] + 2}: column '{column}': "
-                             f"{table[column].iloc[bad[0]]!r} is not a positive whole number of tokens")
+                             f"{plain(table[column].iloc[bad[0]])!r} is not a positive whole number of tokens")
         columns.append(values.astype(np.int64))
     if not len(table):
         raise InputError(f"{path}: no requests (the file has a header and no rows)")
     return Trace(path, columns[0], columns[1])
+
+
+def plain(value):
+    """A cell as Python shows it (0, 1.5, 'x'), not numpy's repr (np.int64(0))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def sample_workload(trace: Trace, lengths: LengthModel, count: int, seed: int) -> Workload:
