@@ -1,9 +1,10 @@
-"""The Python API (`models/__init__.py`, `models/api.py`) and the `routerplan` console script:
-a cheap `import models`, the public names, `solve`'s methods, options and exceptions, and the
-installed command's interface."""
+"""The Python API (`models/__init__.py`, `models/api.py`, docs/api.md) and the `routerplan` console script:
+a cheap `import models`, the public names, `solve`'s methods, options and exceptions, the documented
+example, and the installed command's interface."""
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,36 @@ def test_solve_raises_the_methods_exceptions(tiny):
     """Below 18 ms, the lowest mean TTFT any setup of tiny reaches (its README), there is no plan."""
     with pytest.raises(Infeasible, match="18.00 ms"):
         models.solve(dataclasses.replace(tiny, slo_mean_ttft_ms=10.0))
+
+
+# ---------------------------------------------------------------- docs/api.md
+
+
+DOC = (REPO / "docs" / "api.md").read_text()
+
+
+def documented(language: str) -> str:
+    """The one code block of docs/api.md in `language`."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", DOC, flags=re.M | re.S)
+    assert len(blocks) == 1, f"docs/api.md should hold one ```{language} block, not {len(blocks)}"
+    return blocks[0]
+
+
+def test_documented_example_runs_as_shown():
+    """The example, run from the repository's root, prints what docs/api.md says it prints
+    (HiGHS's banner aside: HiGHS writes it once per process)."""
+    done = subprocess.run([sys.executable, "-c", documented("python")], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    printed = [line for line in done.stdout.splitlines()
+               if not line.startswith(("Running HiGHS", "Includes third-party"))]
+    assert printed == documented("text").splitlines()
+
+
+def test_documented_names_and_exit_statuses():
+    for name in models.__all__:
+        assert f"### `{name}" in DOC, name
+    for status in range(5):
+        assert re.search(rf"^\| {status} \|", DOC, flags=re.M), f"exit status {status}"
 
 
 # ---------------------------------------------------------------- the console script
