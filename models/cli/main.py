@@ -56,7 +56,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, metavar="PLAN.json", help="write the plan (SPEC section 3)")
     parser.add_argument("--out-dir", type=Path, metavar="DIR", help="--method all: write each method's plan")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write the plan's GPU map and latency curves (PNG)")
-    parser.add_argument("--export", type=Path, metavar="DIR", help="write vLLM launch lines, router.json and a README")
+    parser.add_argument("--export", type=Path, metavar="DIR", help="write launch.sh, plan.json, LiteLLM config, README")
     parser.add_argument("--threads", type=positive_int, default=None, help="HiGHS threads (default: HiGHS decides)")
     parser.add_argument("--mip-gap", type=positive_float, default=DEFAULT_MIP_GAP, metavar="GAP",
                         help=f"relative gap at which exact stops as optimal (default {DEFAULT_MIP_GAP:g})")
