@@ -36,6 +36,7 @@ from models.methods.registry import METHODS, SolveOptions
 from models.problem.plan import Infeasible, NoPlanInTime, write_plan
 from models.output.plots import write_plots
 from models.cli import profile as profile_cli
+from models.cli import route as route_cli
 from models.analysis.robustness import DEFAULT_SEED, DEFAULT_WINDOW, format_robustness, robustness
 from models.output.report import format_plan, format_realized
 from models.problem.realized import realized_routing
@@ -188,7 +189,7 @@ def sweep_main(argv) -> int:
     return EXIT_PLAN if table.quality.notna().any() else EXIT_INFEASIBLE
 
 
-SUBCOMMANDS = {"profile": profile_cli.main, "sweep": sweep_main}
+SUBCOMMANDS = {"profile": profile_cli.main, "sweep": sweep_main, "route": route_cli.main}
 
 
 def main(argv=None) -> int:
