@@ -11,7 +11,7 @@ then exits with status 3 if NAME is $VLLM_STANDIN_EXIT, or prints one line and s
   three server-sent events and `data: [DONE]`.
 
 It stops by itself after $VLLM_STANDIN_LIFETIME_S seconds (default 60). In-process, `serve_in_thread`
-starts the same server on a free port and counts the requests it answers.
+starts the same server on a free port and keeps the bodies of the requests it answers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ STREAM_CHUNKS = 3
 
 
 class StandInServer(ThreadingHTTPServer):
-    """Counts the completions it answers, by path; `unhealthy_polls` 503s before /health answers 200."""
+    """Keeps the bodies of the completions it answers; `unhealthy_polls` 503s before /health answers 200."""
 
     daemon_threads = True
 
@@ -39,10 +39,6 @@ class StandInServer(ThreadingHTTPServer):
         self.on_healthy = on_healthy
         self.lock = threading.Lock()
         self.bodies: list[dict] = []
-
-    def count(self, model: str) -> int:
-        with self.lock:
-            return sum(body.get("model") == model for body in self.bodies)
 
 
 class StandIn(BaseHTTPRequestHandler):

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -69,12 +70,24 @@ def standins(tmp_path_factory):
     daemon.close()
 
 
-def launch(script, standins, records, **env) -> subprocess.Popen:
+@contextmanager
+def launched(script, standins, records, **env):
+    """launch.sh running with the stand-ins; on leaving, stopped if it still runs (SIGTERM, then SIGKILL)."""
     bin_dir, pipe_dir = standins
     records.mkdir()
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CUDA_MPS_PIPE_DIRECTORY": str(pipe_dir),
            "VLLM_STANDIN_DIR": str(records), "HEALTH_POLL_S": "0.1", "STOP_GRACE_S": "5", **env}
-    return subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.terminate()
+            try:
+                run.communicate(timeout=BOUND_S)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.communicate()
 
 
 def wait_for(condition) -> bool:
@@ -110,10 +123,10 @@ def test_launch_starts_the_servers_one_at_a_time_and_ctrl_c_stops_them(named, st
     base = free_ports(2)
     script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=base)[0]
     records = tmp_path / "records"
-    run = launch(script, standins, records)
-    assert wait_for(lambda: len(list(records.glob("*.healthy"))) == 2), run.stderr
-    run.send_signal(signal.SIGINT)
-    out, err = run.communicate(timeout=BOUND_S)
+    with launched(script, standins, records) as run:
+        assert wait_for(lambda: len(list(records.glob("*.healthy"))) == 2)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=BOUND_S)
     assert run.returncode == 130 and "interrupted" in err
     started = records_of(records)
     # setup C of data/tiny/README.md: both models tp2 at MPS 50% on GPUs 0 and 1, in the instance's order
@@ -137,8 +150,8 @@ def test_a_server_that_never_becomes_healthy_stops_the_others(named, standins, t
     instance, plan = named
     script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=free_ports(2))[0]
     records = tmp_path / "records"
-    run = launch(script, standins, records, VLLM_STANDIN_NEVER_HEALTHY="large", HEALTH_TIMEOUT_S="2")
-    out, err = run.communicate(timeout=BOUND_S)
+    with launched(script, standins, records, VLLM_STANDIN_NEVER_HEALTHY="large", HEALTH_TIMEOUT_S="2") as run:
+        out, err = run.communicate(timeout=BOUND_S)
     assert run.returncode == 1
     assert "server large did not answer /health within 2 s" in err
     assert (records / "small.healthy").exists()  # small had started and was healthy; it is stopped
@@ -149,8 +162,8 @@ def test_a_server_that_exits_is_named_with_its_status(named, standins, tmp_path)
     instance, plan = named
     script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=free_ports(2))[0]
     records = tmp_path / "records"
-    run = launch(script, standins, records, VLLM_STANDIN_EXIT="small")
-    out, err = run.communicate(timeout=BOUND_S)
+    with launched(script, standins, records, VLLM_STANDIN_EXIT="small") as run:
+        out, err = run.communicate(timeout=BOUND_S)
     assert run.returncode == 1 and "server small exited with status 3 before it answered /health" in err
     assert set(records_of(records)) == {"small"}  # large never started
 
@@ -161,8 +174,8 @@ def test_launch_refuses_to_start_without_the_mps_daemon(named, standins, tmp_pat
     empty = tmp_path / "no-daemon"
     empty.mkdir()
     records = tmp_path / "records"
-    run = launch(script, standins, records, CUDA_MPS_PIPE_DIRECTORY=str(empty))
-    out, err = run.communicate(timeout=BOUND_S)
+    with launched(script, standins, records, CUDA_MPS_PIPE_DIRECTORY=str(empty)) as run:
+        out, err = run.communicate(timeout=BOUND_S)
     assert run.returncode == 1
     assert f"no MPS control daemon answers in {empty}" in err and "nvidia-cuda-mps-control -d" in err
     assert records_of(records) == {}

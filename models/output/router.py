@@ -204,10 +204,14 @@ class Router:
                                  headers={h: upstream.headers[h] for h in RETURNED_HEADERS if h in upstream.headers})
 
     async def relay(self, upstream: httpx.Response, name: str):
-        """The server's body as it comes; then the connection is released and the request no longer in flight."""
+        """The server's body as it comes; then the connection is released and the request no longer in flight.
+        A server that fails mid-answer is counted, and the client's connection is cut."""
         try:
             async for chunk in upstream.aiter_raw():
                 yield chunk
+        except httpx.TransportError:
+            self.failed[name] += 1
+            raise
         finally:
             await upstream.aclose()
             self.in_flight[name] -= 1
@@ -225,8 +229,8 @@ class Router:
         total = sum(recent.values())
         families = {
             "requests": CounterMetricFamily("routerplan_requests", "Requests routed to the model", labels=["model"]),
-            "failed": CounterMetricFamily("routerplan_upstream_errors", "Requests whose server did not answer (502)",
-                                          labels=["model"]),
+            "failed": CounterMetricFamily("routerplan_upstream_errors", "Requests whose server did not answer "
+                                          "(502) or failed mid-answer", labels=["model"]),
             "in_flight": GaugeMetricFamily("routerplan_requests_in_flight", "Requests routed to the model and not "
                                            "yet answered in full", labels=["model"]),
             "planned_share": GaugeMetricFamily("routerplan_planned_share", "The model's share in the plan",
