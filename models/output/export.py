@@ -66,7 +66,7 @@ class ExportError(ValueError):
 
 
 @dataclass(frozen=True)
-class Server:
+class ModelServer:
     """One vLLM server: a deployed model on its GPUs."""
 
     name: str
@@ -104,7 +104,7 @@ def check_deployable(instance: Instance, plan: Plan) -> None:
 
 
 def servers(instance: Instance, plan: Plan, activation_gb: float = ACTIVATION_GB,
-            base_port: int = BASE_PORT) -> list[Server]:
+            base_port: int = BASE_PORT) -> list[ModelServer]:
     """The deployed models in the instance's order, on ports base_port, base_port + 1, ..."""
     found = []
     for model, row, price in zip(instance.models, plan.models.itertuples(), plan.prices):
@@ -112,7 +112,7 @@ def servers(instance: Instance, plan: Plan, activation_gb: float = ACTIVATION_GB
             continue
         need_gb = model.shard_gb(int(row.tp)) + activation_gb
         scale = 10 ** FRACTION_DIGITS
-        found.append(Server(name=model.name, checkpoint=model.served_checkpoint, tp=int(row.tp),
+        found.append(ModelServer(name=model.name, checkpoint=model.served_checkpoint, tp=int(row.tp),
                             mps_pct=int(row.mps_pct), gpus=tuple(int(g) for g in row.gpus),
                             port=base_port + len(found), need_gb=need_gb,
                             memory_fraction=math.floor(need_gb / instance.gpu_memory_gb * scale) / scale,
@@ -121,7 +121,7 @@ def servers(instance: Instance, plan: Plan, activation_gb: float = ACTIVATION_GB
     return found
 
 
-def check_memory(instance: Instance, found: list[Server], activation_gb: float) -> None:
+def check_memory(instance: Instance, found: list[ModelServer], activation_gb: float) -> None:
     """On every GPU the shards' needs, allowance included, add up to at most the GPU's memory."""
     for gpu in range(instance.gpu_count):
         on_gpu = [s for s in found if gpu in s.gpus]
@@ -135,7 +135,7 @@ def check_memory(instance: Instance, found: list[Server], activation_gb: float) 
                 "again, then export with activation_gb=0, or export with a smaller allowance")
 
 
-def serve_flags(server: Server) -> list[list[str]]:
+def serve_flags(server: ModelServer) -> list[list[str]]:
     """`vllm serve` with the plan's setup and the curves' scheduler (flags of vLLM VLLM_VERSION), by line."""
     return [["vllm", "serve", server.checkpoint, "--served-model-name", server.name,
              "--tensor-parallel-size", str(server.tp), "--host", "$HOST", "--port", str(server.port)],
@@ -144,7 +144,7 @@ def serve_flags(server: Server) -> list[list[str]]:
             ["--enable-chunked-prefill=False", "--max-model-len", str(MAX_MODEL_LEN)]]
 
 
-def start_line(server: Server) -> str:
+def start_line(server: ModelServer) -> str:
     """`start NAME PORT setsid env GPUS MPS vllm serve ...` over a few lines of shell."""
     lines = [["start", server.name, str(server.port), "setsid", "env",
               f"CUDA_VISIBLE_DEVICES={','.join(map(str, server.gpus))}",
@@ -237,7 +237,7 @@ done
 """
 
 
-def launch_script(instance: Instance, plan: Plan, found: list[Server], activation_gb: float) -> str:
+def launch_script(instance: Instance, plan: Plan, found: list[ModelServer], activation_gb: float) -> str:
     lines = [
         "#!/usr/bin/env bash",
         f"# The vLLM servers of the {plan.method} plan for instance '{instance.name}' (models/output/export.py):",
@@ -272,7 +272,7 @@ def launch_script(instance: Instance, plan: Plan, found: list[Server], activatio
     return "\n".join(lines) + "\n" + WATCH
 
 
-def litellm_config(instance: Instance, plan: Plan, found: list[Server]) -> str:
+def litellm_config(instance: Instance, plan: Plan, found: list[ModelServer]) -> str:
     """LiteLLM proxy `config.yaml`: one entry per deployed model (JSON strings are YAML scalars)."""
     lines = [
         f"# LiteLLM proxy configuration for the {plan.method} plan of '{instance.name}' (models/output/export.py):",
@@ -291,14 +291,15 @@ def litellm_config(instance: Instance, plan: Plan, found: list[Server]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def route_command(instance: Instance, found: list[Server], folder: Path) -> str:
+def route_command(instance: Instance, found: list[ModelServer], folder: Path) -> str:
     """`solve.py route` for the exported plan.json, naming the servers it would not find by default."""
     moved = [f"--upstream {s.name}={s.url}" for k, s in enumerate(found) if s.port != BASE_PORT + k]
     return " ".join(["python solve.py route", shlex.quote(str(folder / "plan.json")), "--instance",
                      shlex.quote(str(instance.folder)), *moved])
 
 
-def deployment_note(instance: Instance, plan: Plan, found: list[Server], activation_gb: float, folder: Path) -> str:
+def deployment_note(instance: Instance, plan: Plan, found: list[ModelServer], activation_gb: float,
+                    folder: Path) -> str:
     table = ["| model | checkpoint | tp | MPS share | GPUs | memory fraction | port | price | share |",
              "|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {s.name} | {s.checkpoint} | {s.tp} | {s.mps_pct}% | {','.join(map(str, s.gpus))} | "

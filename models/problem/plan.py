@@ -213,7 +213,7 @@ def read_plan(path: str | Path, instance: Instance) -> Plan:
     if data.get("instance") != instance.name:
         raise PlanError(f"{path}: field 'instance': the plan is for {data.get('instance')!r}, "
                         f"not for instance '{instance.name}'")
-    entries = plan_entries(data, instance, path)
+    entries = model_entries(data, instance, path)
     setup = tuple(plan_option(entry, instance, path) for entry in entries)
     prices = [plan_number(entry, "price", path, f"{entry['where']}.price") if option else None
               for entry, option in zip(entries, setup)]
@@ -253,7 +253,7 @@ def plan_number(table: dict, key: str, path: Path, where: str) -> float:
     return float(value)
 
 
-def plan_entries(data: dict, instance: Instance, path: Path) -> list[dict]:
+def model_entries(data: dict, instance: Instance, path: Path) -> list[dict]:
     """The plan's model entries in the instance's order, each with `where` (its place in the file) added."""
     entries = data.get("models")
     if not isinstance(entries, list):
