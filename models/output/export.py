@@ -9,9 +9,9 @@
   4,096-token budget per iteration, 256 sequences, no chunked prefill, a 4,096-token context) and a
   port of its own, BASE_PORT + k for the k-th deployed model. It checks that the MPS control daemon
   answers in `CUDA_MPS_PIPE_DIRECTORY`, starts the servers one at a time, each after the one before
-  answers `/health` (several servers profiling one GPU's memory at once mis-size their KV caches,
-  vLLM issues #9198 and #10533), logs each server to its own file, and on a failure or Ctrl-C stops
-  the servers it started.
+  answers `/health` (engines profiling one GPU's memory at once mis-size their KV caches, vLLM
+  issue #9198), logs each server to its own file, and on a failure or Ctrl-C stops the servers it
+  started.
 * `plan.json`: the plan (SPEC 3 and 4.3), for the router: `python solve.py route plan.json --instance DIR`
   serves it on ROUTER_PORT (`models/output/router.py`).
 * `litellm-config.yaml`: the deployed models and their servers for a LiteLLM proxy, which can route by
