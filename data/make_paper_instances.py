@@ -35,12 +35,13 @@ KV_CACHE_GB = 8.0  # a stated KV-cache reserve per shard
 class PaperModel:
     name: str
     weights_gb: float  # fp16: 2 bytes per parameter
+    checkpoint: str  # the public model id a server loads (SPEC 4.2)
 
 
-MISTRAL_7B = PaperModel("mistral-7b", 14.5)  # 7.24B parameters
-WIZARDLM_13B = PaperModel("wizardlm-13b", 26.0)  # 13.0B
-YI_34B = PaperModel("yi-34b", 68.8)  # 34.4B
-LLAMA_2_70B = PaperModel("llama-2-70b", 138.0)  # 69.0B
+MISTRAL_7B = PaperModel("mistral-7b", 14.5, "mistralai/Mistral-7B-Instruct-v0.2")  # 7.24B parameters
+WIZARDLM_13B = PaperModel("wizardlm-13b", 26.0, "WizardLMTeam/WizardLM-13B-V1.2")  # 13.0B
+YI_34B = PaperModel("yi-34b", 68.8, "01-ai/Yi-34B-Chat")  # 34.4B
+LLAMA_2_70B = PaperModel("llama-2-70b", 138.0, "meta-llama/Llama-2-70b-chat-hf")  # 69.0B
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def instance_toml(instance: PaperInstance) -> str:
             "",
             "[[models]]",
             f'name = "{model.name}"',
+            f'checkpoint = "{model.checkpoint}"',
             f"weights_gb = {model.weights_gb!r}",
             f"kv_cache_gb = {KV_CACHE_GB!r}",
             "required = true",

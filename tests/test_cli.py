@@ -74,13 +74,15 @@ def test_time_limit_without_plan_exits_4():
     assert "time limit" in done.stderr
 
 
-def test_plot_and_export_of_a_plan(tmp_path):
-    done = run(REPO / "data" / "tiny", "--method", "exact", "--plot", tmp_path / "plots", "--export", tmp_path / "deploy")
+def test_plot_and_export_of_a_plan(tmp_path, tiny_copy):
+    # 22 GB GPUs hold tiny's plan (setup C, 4 + 12 GB per GPU) with a 2 GB activation allowance per shard
+    edit(tiny_copy / "instance.toml", "gpu_memory_gb = 18", "gpu_memory_gb = 22")
+    done = run(tiny_copy, "--method", "exact", "--plot", tmp_path / "plots", "--export", tmp_path / "deploy")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["tiny-exact-gpu-map.png", "tiny-exact-latency.png"]
-    router = json.loads((tmp_path / "deploy" / "router.json").read_text())
-    assert "launch.sh" in {p.name for p in (tmp_path / "deploy").iterdir()}
-    assert "argmax" in json.dumps(router)
+    assert {p.name for p in (tmp_path / "deploy").iterdir()} == {"launch.sh", "plan.json", "litellm-config.yaml",
+                                                                 "README.md"}
+    assert json.loads((tmp_path / "deploy" / "plan.json").read_text())["routing"]["rule"] == "price"
 
 
 def test_a_reference_that_breaks_the_slo_is_not_exported(tmp_path):

@@ -1,18 +1,36 @@
-"""Deployment export: the files parse and carry the plan's values; broken plans are refused."""
+"""Deployment export: launch.sh run for real with stand-ins for vLLM and the MPS control daemon, the memory
+fractions, the LiteLLM configuration, and the plans it refuses."""
 
 import dataclasses
 import json
 import os
-import shlex
+import signal
+import socket
 import subprocess
+import sys
+import time
+from contextlib import contextmanager
 
 import pytest
+import yaml
 
+from conftest import DATA, REPO, edit
 from models.methods.exact import solve_exact
-from models.output.export import RULE, ExportError, write_export
 from models.methods.greedy import solve_quality_greedy
-from models.problem.instance import Option
-from models.problem.plan import SolverReport, build_plan
+from models.output.export import (MAX_MODEL_LEN, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, ExportError,
+                                  check_deployable, write_export)
+from models.problem.instance import InputError, Option, load_instance
+from models.problem.plan import SolverReport, build_plan, read_plan
+from models.problem.published import PublishedRouting
+from models.profiling.server import MAX_BATCH
+from models.profiling.workload import CONTEXT_WINDOW
+from standin_vllm import free_ports
+
+# tiny's toy GPUs have 18 GB and setup C fills 16 GB of each (data/tiny/README.md): a 1 GB allowance
+# per shard fits exactly, the default 2 GB does not.
+TINY_ALLOWANCE_GB = 1.0
+CHECKPOINTS = {"small": "org/small-chat-v1", "large": "org/large-chat-v2"}
+BOUND_S = 30  # every wait on a process or a file gives up after this long
 
 
 @pytest.fixture(scope="module")
@@ -20,95 +38,203 @@ def tiny_plan(tiny):
     return solve_exact(tiny)
 
 
-def launch_lines(script: str) -> dict[str, dict]:
-    """Per model, the environment and flags of its launch line."""
-    lines = {}
-    for line in script.splitlines():
-        if not line.startswith("CUDA_VISIBLE_DEVICES="):
-            continue
-        words = shlex.split(line)
-        assert words[-1] == "&"
-        env = dict(word.split("=", 1) for word in words if "=" in word and not word.startswith("--"))
-        flags = {words[k]: words[k + 1] for k in range(len(words) - 1) if words[k].startswith("--")}
-        lines[flags["--model"]] = {**env, **flags}
-    return lines
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """data/tiny with a checkpoint for each model (SPEC 4.2), and its exact plan (setup C)."""
+    folder = tmp_path_factory.mktemp("named") / "tiny"
+    subprocess.run(["cp", "-r", str(DATA / "tiny"), str(folder)], check=True)
+    for name, checkpoint in CHECKPOINTS.items():
+        edit(folder / "instance.toml", f'name = "{name}"\n', f'name = "{name}"\ncheckpoint = "{checkpoint}"\n')
+    instance = load_instance(folder)
+    return instance, solve_exact(instance)
 
 
-def test_launch_script_is_valid_bash_with_the_plans_setup(tiny, tiny_plan, tmp_path):
-    script, router, note = write_export(tiny, tiny_plan, tmp_path / "export")
-    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
-    lines = launch_lines(script.read_text())
-    assert set(lines) == {"small", "large"}
-    for row in tiny_plan.models.itertuples():
-        line = lines[row.name]
-        assert line["CUDA_VISIBLE_DEVICES"] == ",".join(str(g) for g in row.gpus)
-        assert int(line["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"]) == row.mps_pct
-        assert int(line["--tensor-parallel-size"]) == row.tp
-    assert len({line["--port"] for line in lines.values()}) == 2
-    assert "nvidia-cuda-mps-control -d" in script.read_text() and "nvidia-cuda-mps-control -d" in note.read_text()
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    """A folder with stand-ins for `vllm` (tests/standin_vllm.py) and `nvidia-cuda-mps-control` (which, like
+    the real one, answers only when the daemon's socket is in CUDA_MPS_PIPE_DIRECTORY), and a pipe
+    directory holding such a socket."""
+    folder = tmp_path_factory.mktemp("standins")
+    bin_dir, pipe_dir = folder / "bin", folder / "mps"
+    bin_dir.mkdir()
+    pipe_dir.mkdir()
+    (bin_dir / "vllm").write_text(f'#!/bin/sh\nexec {sys.executable} {REPO / "tests" / "standin_vllm.py"} "$@"\n')
+    (bin_dir / "nvidia-cuda-mps-control").write_text(
+        '#!/bin/sh\n[ -S "$CUDA_MPS_PIPE_DIRECTORY/control" ] || '
+        '{ echo "Cannot find MPS control daemon process"; exit 1; }\ncat > /dev/null\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(pipe_dir / "control"))
+    yield bin_dir, pipe_dir
+    daemon.close()
 
 
-def stub(folder, name: str, body: str) -> None:
-    path = folder / name
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
+@contextmanager
+def launched(script, standins, records, **env):
+    """launch.sh running with the stand-ins; on leaving, stopped if it still runs (SIGTERM, then SIGKILL)."""
+    bin_dir, pipe_dir = standins
+    records.mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CUDA_MPS_PIPE_DIRECTORY": str(pipe_dir),
+           "VLLM_STANDIN_DIR": str(records), "HEALTH_POLL_S": "0.1", "STOP_GRACE_S": "5", **env}
+    run = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.terminate()
+            try:
+                run.communicate(timeout=BOUND_S)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.communicate()
 
 
-@pytest.mark.parametrize("daemon_running", [True, False])
-def test_launch_script_starts_each_server_only_under_mps(tiny, tiny_plan, tmp_path, daemon_running):
-    # Run launch.sh with stand-ins for pgrep (the daemon check) and python (the servers), which
-    # record the environment and arguments each server would get.
-    script = write_export(tiny, tiny_plan, tmp_path / "export")[0]
-    stubs, calls = tmp_path / "bin", tmp_path / "calls"
-    stubs.mkdir()
-    calls.mkdir()
-    stub(stubs, "pgrep", "exit 0" if daemon_running else "exit 1")
-    stub(stubs, "python", f'echo "$CUDA_VISIBLE_DEVICES $CUDA_MPS_ACTIVE_THREAD_PERCENTAGE $*" > {calls}/$$')
-    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
-    run = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
-    started = sorted(path.read_text().split() for path in calls.iterdir())
-    if not daemon_running:
-        assert run.returncode == 1 and "nvidia-cuda-mps-control -d" in run.stderr and started == []
-        return
-    assert run.returncode == 0
-    # setup C of data/tiny/README.md: both models tp2 at MPS 50% on GPUs 0 and 1
-    assert [(s[0], s[1], s[s.index("--model") + 1], s[s.index("--tensor-parallel-size") + 1]) for s in started] == [
-        ("0,1", "50", "large", "2"), ("0,1", "50", "small", "2")]
+def wait_for(condition) -> bool:
+    deadline = time.monotonic() + BOUND_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
-def test_memory_fractions_are_the_shards_and_fit_each_gpu(tiny, tiny_plan, tmp_path):
-    # Setup C of data/tiny/README.md: shards of 4 GB (small) and 12 GB (large) on 18 GB GPUs,
-    # 0.2222 and 0.6667 rounded down to 0.222 and 0.666.
-    script = write_export(tiny, tiny_plan, tmp_path)[0]
-    lines = launch_lines(script.read_text())
-    assert float(lines["small"]["--gpu-memory-utilization"]) == 0.222
-    assert float(lines["large"]["--gpu-memory-utilization"]) == 0.666
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
-def test_router_json_carries_the_plans_prices_and_rule(tiny, tiny_plan, tmp_path):
-    router = json.loads(write_export(tiny, tiny_plan, tmp_path)[1].read_text())
-    assert router["rule"] == RULE == "argmax_i score[i] - price[i]"
-    assert [m["name"] for m in router["models"]] == ["small", "large"]
-    for entry, row, price in zip(router["models"], tiny_plan.models.itertuples(), tiny_plan.prices):
-        assert entry["price"] == price
-        assert entry["expected_share"] == row.share
-    assert "scores.csv" in router["score_source"]["scores_file"]
-    assert router["not_deployed"] == []
+def records_of(folder) -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
 
 
-def test_an_undeployed_model_gets_no_launch_line(tiny, tmp_path):
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+# ---------------------------------------------------------------- launch.sh, run
+
+
+def test_launch_starts_the_servers_one_at_a_time_and_ctrl_c_stops_them(named, standins, tmp_path):
+    instance, plan = named
+    base = free_ports(2)
+    script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=base)[0]
+    records = tmp_path / "records"
+    with launched(script, standins, records) as run:
+        assert wait_for(lambda: len(list(records.glob("*.healthy"))) == 2)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=BOUND_S)
+    assert run.returncode == 130 and "interrupted" in err
+    started = records_of(records)
+    # setup C of data/tiny/README.md: both models tp2 at MPS 50% on GPUs 0 and 1, in the instance's order
+    # on consecutive ports; (4 + 1) / 18 and (12 + 1) / 18 of each GPU, rounded down
+    for k, (name, fraction) in enumerate([("small", "0.277"), ("large", "0.722")]):
+        argv, env = started[name]["argv"], started[name]["env"]
+        assert argv[:2] == ["serve", CHECKPOINTS[name]] and flag(argv, "--served-model-name") == name
+        assert flag(argv, "--tensor-parallel-size") == "2" and flag(argv, "--port") == str(base + k)
+        assert flag(argv, "--gpu-memory-utilization") == fraction
+        assert flag(argv, "--max-num-batched-tokens") == "4096" and flag(argv, "--max-num-seqs") == "256"
+        assert flag(argv, "--max-model-len") == "4096" and "--enable-chunked-prefill=False" in argv
+        assert env == {"CUDA_VISIBLE_DEVICES": "0,1", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "50",
+                       "CUDA_MPS_PIPE_DIRECTORY": str(standins[1]), "VLLM_USE_V1": "0"}
+        assert f"{name} on port {base + k}" in (script.parent / "logs" / f"{name}.log").read_text()
+    # one at a time: large started only after small had answered /health
+    assert started["small"]["healthy_before"] == [] and started["large"]["healthy_before"] == ["small"]
+    assert wait_for(lambda: not any(alive(r["pid"]) for r in started.values()))
+
+
+def test_a_server_that_never_becomes_healthy_stops_the_others(named, standins, tmp_path):
+    instance, plan = named
+    script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=free_ports(2))[0]
+    records = tmp_path / "records"
+    with launched(script, standins, records, VLLM_STANDIN_NEVER_HEALTHY="large", HEALTH_TIMEOUT_S="2") as run:
+        out, err = run.communicate(timeout=BOUND_S)
+    assert run.returncode == 1
+    assert "server large did not answer /health within 2 s" in err
+    assert (records / "small.healthy").exists()  # small had started and was healthy; it is stopped
+    assert wait_for(lambda: not any(alive(r["pid"]) for r in records_of(records).values()))
+
+
+def test_a_server_that_exits_is_named_with_its_status(named, standins, tmp_path):
+    instance, plan = named
+    script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=free_ports(2))[0]
+    records = tmp_path / "records"
+    with launched(script, standins, records, VLLM_STANDIN_EXIT="small") as run:
+        out, err = run.communicate(timeout=BOUND_S)
+    assert run.returncode == 1 and "server small exited with status 3 before it answered /health" in err
+    assert set(records_of(records)) == {"small"}  # large never started
+
+
+def test_launch_refuses_to_start_without_the_mps_daemon(named, standins, tmp_path):
+    instance, plan = named
+    script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=free_ports(2))[0]
+    empty = tmp_path / "no-daemon"
+    empty.mkdir()
+    records = tmp_path / "records"
+    with launched(script, standins, records, CUDA_MPS_PIPE_DIRECTORY=str(empty)) as run:
+        out, err = run.communicate(timeout=BOUND_S)
+    assert run.returncode == 1
+    assert f"no MPS control daemon answers in {empty}" in err and "nvidia-cuda-mps-control -d" in err
+    assert records_of(records) == {}
+
+
+def test_scheduler_flags_are_those_of_the_latency_curves():
+    # docs/latency.md: the token budget is the context window, 256 sequences
+    assert (MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, MAX_MODEL_LEN) == (CONTEXT_WINDOW, MAX_BATCH, CONTEXT_WINDOW)
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_the_default_activation_allowance_overflows_tinys_gpus(tiny, tiny_plan, tmp_path):
+    # GPU 0 holds a 4 GB and a 12 GB shard: 16 + 2 x 2 = 20 GB > 18 GB
+    with pytest.raises(ExportError, match=r"^GPU 0: the shards of small, large need 20.00 GB .* 18 GB"):
+        write_export(tiny, tiny_plan, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+# ---------------------------------------------------------------- the other files
+
+
+def test_litellm_config_lists_the_servers(tiny, tiny_plan, tmp_path):
+    base = free_ports(2)
+    files = {p.name: p for p in write_export(tiny, tiny_plan, tmp_path, TINY_ALLOWANCE_GB, base_port=base)}
+    config = yaml.safe_load(files["litellm-config.yaml"].read_text())
+    assert config["model_list"] == [
+        {"model_name": name, "litellm_params": {"model": f"hosted_vllm/{name}",
+                                                "api_base": f"http://127.0.0.1:{base + k}/v1"}}
+        for k, name in enumerate(["small", "large"])]
+    assert "cannot apply the plan's routing" in files["litellm-config.yaml"].read_text()
+    assert "per-prompt prices" in files["README.md"].read_text()
+
+
+def test_the_exported_plan_reads_back_with_its_routing(tiny, tiny_plan, tmp_path):
+    plan_file = write_export(tiny, tiny_plan, tmp_path, TINY_ALLOWANCE_GB)[1]
+    back = read_plan(plan_file, tiny)
+    assert back.shares == pytest.approx(tiny_plan.shares, abs=1e-12)
+    assert list(back.prices) == list(tiny_plan.prices)
+    assert [(s.prompt_id, list(s.fractions)) for s in back.routing.splits] == \
+        [(s.prompt_id, list(s.fractions)) for s in tiny_plan.routing.splits]
+
+
+def test_an_undeployed_model_gets_no_server(tiny, tmp_path):
     # With `large` optional, everything on `small` tp1 mps100 on GPU 0 is a plan: H = 1 x 15 = 15 ms
-    # <= 60 ms, quality (0.9 + 0.5 + 0.2 + 0.6) / 4 = 0.55 (data/tiny/README.md).
+    # <= 60 ms, quality (0.9 + 0.5 + 0.2 + 0.6) / 4 = 0.55 (data/tiny/README.md); 6 + 2 GB of 18.
     models = (tiny.models[0], dataclasses.replace(tiny.models[1], required=False))
     instance = dataclasses.replace(tiny, models=models)
     plan = build_plan(instance, "by-hand", (Option(1, 100), None), ((0,), ()), (1.0, 0.0), 0.55,
                       SolverReport("heuristic", 0.0))
-    script, router, note = write_export(instance, plan, tmp_path)
-    assert set(launch_lines(script.read_text())) == {"small"}
-    config = json.loads(router.read_text())
-    assert [m["name"] for m in config["models"]] == ["small"]
-    assert config["not_deployed"] == ["large"]
-    assert "Not deployed (no server, no traffic): large." in note.read_text()
+    files = {p.name: p for p in write_export(instance, plan, tmp_path)}
+    assert "start small " in files["launch.sh"].read_text() and "start large " not in files["launch.sh"].read_text()
+    assert [m["model_name"] for m in yaml.safe_load(files["litellm-config.yaml"].read_text())["model_list"]] == [
+        "small"]
+    assert "Not deployed (no server, no traffic): large." in files["README.md"].read_text()
+
+
+# ---------------------------------------------------------------- plans that are not deployments
 
 
 def test_a_plan_that_breaks_the_target_is_not_exported(tiny, tmp_path):
@@ -117,5 +243,29 @@ def test_a_plan_that_breaks_the_target_is_not_exported(tiny, tmp_path):
     plan = solve_quality_greedy(tiny)
     assert plan.solver.status == "infeasible" and plan.mean_ttft_ms == pytest.approx(107.5)
     with pytest.raises(ExportError, match="breaks the target"):
-        write_export(tiny, plan, tmp_path / "export")
+        write_export(tiny, plan, tmp_path / "export", TINY_ALLOWANCE_GB)
     assert not (tmp_path / "export").exists()
+
+
+def test_a_plan_whose_published_routing_breaks_the_target_is_not_deployable(tiny, tiny_plan):
+    # price gap 0.3 instead of 0.4 sends p2 (gain 0.4) wholly to large: shares 1/2, 1/2 and a mean TTFT of
+    # 18 x 0.5 + 40 + 180 x (0.5 - 0.4) = 67 ms > 60 ms (tests/test_realized.py)
+    corrupted = dataclasses.replace(tiny_plan, routing=PublishedRouting.of_prices([0.0, 0.3], tiny.scores))
+    with pytest.raises(ExportError, match="not deployable: its published routing breaks the target"):
+        check_deployable(tiny, corrupted)
+
+
+# ---------------------------------------------------------------- checkpoints (SPEC 4.2)
+
+
+def test_the_paper_instances_name_public_checkpoints():
+    models = {m.name: m.served_checkpoint for m in load_instance(DATA / "paper-8xA100").models}
+    assert models == {"mistral-7b": "mistralai/Mistral-7B-Instruct-v0.2",
+                      "wizardlm-13b": "WizardLMTeam/WizardLM-13B-V1.2",
+                      "yi-34b": "01-ai/Yi-34B-Chat", "llama-2-70b": "meta-llama/Llama-2-70b-chat-hf"}
+
+
+def test_a_checkpoint_that_is_not_a_string_is_rejected(tiny_copy):
+    edit(tiny_copy / "instance.toml", 'name = "small"\n', 'name = "small"\ncheckpoint = 7\n')
+    with pytest.raises(InputError, match=r"instance.toml: field 'models\[0\].checkpoint': missing or not a "):
+        load_instance(tiny_copy)

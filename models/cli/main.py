@@ -3,6 +3,7 @@
     routerplan [INSTANCE_DIR] [--method NAME|all] [options]     solve, check, report, write
     routerplan sweep INSTANCE_DIR --slo-ms A:B:STEP ...           quality against the target
     routerplan profile INSTANCE_DIR --table llama.json ...        latency curves from step times
+    routerplan route PLAN.json --instance DIR ...                 serve the plan as an HTTP router
 
 With no instance it solves the default shipped instance with every method and
 prints the comparison (`--method all`). Every plan is checked by the
@@ -83,7 +84,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, metavar="DIR",
                         help="write the plan's GPU map and latency curves as PNG into DIR (default: not)")
     parser.add_argument("--export", type=Path, metavar="DIR",
-                        help="write the deployment (launch script, README) into DIR (default: not)")
+                        help="write the deployment into DIR: launch.sh, plan.json, a LiteLLM config and a README "
+                             "(docs/deploy.md; default: not)")
     parser.add_argument("--spread", action="store_true",
                         help="also report the best and worst quality over the setups pruning keeps (the paper's "
                              "spread statistic, from the heuristic's inner solver)")
@@ -248,7 +250,7 @@ def subcommand(name: str):
     return import_module(f"models.cli.{name}").main
 
 
-SUBCOMMANDS = ("profile", "sweep")
+SUBCOMMANDS = ("profile", "sweep", "route")
 
 
 def main(argv=None) -> int:

@@ -1,23 +1,38 @@
-"""Deployment export: a plan as vLLM launch lines and a router configuration.
+"""Deployment export: a plan as a script that starts its vLLM servers, a LiteLLM configuration, and a README.
 
-`write_export` writes three files:
+`write_export` writes into one folder:
 
-* `launch.sh`: one vLLM OpenAI-compatible server per deployed model, on the
-  plan's GPUs (`CUDA_VISIBLE_DEVICES`), with its tensor-parallel degree
-  (`--tensor-parallel-size`), its MPS compute share
-  (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`), its planned memory per shard as a
-  fraction of the GPU (`--gpu-memory-utilization`, rounded down; vLLM's default
-  of 0.9 would not let two shards share a GPU) and a port of its own. A model
-  that is not deployed gets no line. MPS shares take effect only while the MPS
-  control daemon runs, so the script refuses to start without it.
-* `router.json`: the routing rule `argmax_i score[i] - price[i]` over the
-  deployed models with their prices and endpoints, ties broken by model order,
-  and the score source the prices were computed for.
-* `README.md`: the same for people: what to run, in which order, and what to
-  map (the instance's model names are names, not checkpoints).
+* `launch.sh`: one vLLM OpenAI-compatible server per deployed model (`vllm serve CHECKPOINT
+  --served-model-name NAME`, SPEC 4.2), on the plan's GPUs (`CUDA_VISIBLE_DEVICES`) with its
+  tensor-parallel degree and MPS compute share (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`), its memory
+  fraction (below), the scheduler settings the latency curves were made with (docs/latency.md: a
+  4,096-token budget per iteration, 256 sequences, no chunked prefill, a 4,096-token context) and a
+  port of its own, BASE_PORT + k for the k-th deployed model. It checks that the MPS control daemon
+  answers in `CUDA_MPS_PIPE_DIRECTORY`, starts the servers one at a time, each after the one before
+  answers `/health` (engines profiling one GPU's memory at once mis-size their KV caches, vLLM
+  issue #9198), logs each server to its own file, and on a failure or Ctrl-C stops the servers it
+  started.
+* `plan.json`: the plan (SPEC 3 and 4.3), for the router: `python solve.py route plan.json --instance DIR`
+  serves it on ROUTER_PORT (`models/output/router.py`).
+* `litellm-config.yaml`: the deployed models and their servers for a LiteLLM proxy, which can route by
+  model name only, not by the plan's per-prompt prices.
+* `README.md`: the same for people.
 
-A plan that breaks the mean-TTFT target, or has a deployed model without a
-price, is not a deployment: `ExportError`.
+Memory. vLLM's `--gpu-memory-utilization` is the fraction of a GPU's memory one server may use for
+its model executor (weights, activations, KV cache), a limit per server (vLLM 0.7.3 engine
+arguments). A shard of model i at degree tp gets
+
+    f = (weights_gb / tp + kv_cache_gb + activation_gb) / gpu_memory_gb,   rounded down to 3 decimals,
+
+where activation_gb (ACTIVATION_GB by default) is an allowance for activations, the CUDA context and
+CUDA graphs that the planner's memory constraint (3) does not count. On every GPU the shards' needs
+must add up to at most gpu_memory_gb, or the export names the GPU and refuses; an instance whose
+kv_cache_gb already includes the allowance is exported with activation_gb=0. Rounding down takes at
+most 0.001 of the GPU from the allowance.
+
+A plan that breaks the mean-TTFT target, has a deployed model without a price, or whose published
+routing breaks the target or a capacity on the instance's own prompts is not a deployment:
+`ExportError`, raised by `check_deployable`, which the router uses too.
 """
 
 from __future__ import annotations
@@ -29,129 +44,266 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.problem.instance import Instance
-from models.problem.plan import Plan
-from models.problem.transport import TIE_TOL
+from models.problem.plan import Plan, write_plan
+from models.problem.realized import check_priced, realized_routing
 
-BASE_PORT = 8000
-VLLM_SERVER = "python -m vllm.entrypoints.openai.api_server"
-RULE = "argmax_i score[i] - price[i]"
-TIE_BREAK = f"models within {TIE_TOL:g} of the largest score - price are tied; ties go to the first in 'models'"
-MPS_DAEMON = "nvidia-cuda-mps-control -d"
-MEMORY_FRACTION_DIGITS = 3
+VLLM_VERSION = "0.7.3"  # the last release whose default engine is V0, the scheduler the curves model
+BASE_PORT = 8000  # the k-th deployed model's server listens on BASE_PORT + k
+ROUTER_PORT = 9000  # `solve.py route` listens here by default, clear of the servers' ports
+HOST = "127.0.0.1"  # where the servers listen and the router finds them
+ACTIVATION_GB = 2.0  # per shard: activations, CUDA context and CUDA graphs, beyond weights and KV cache
+FRACTION_DIGITS = 3
+# The scheduler the latency curves assume (docs/latency.md; models/profiling/server.py and workload.py)
+MAX_NUM_BATCHED_TOKENS = 4096  # prompt tokens per iteration
+MAX_NUM_SEQS = 256  # requests per batch
+MAX_MODEL_LEN = 4096  # context window
+MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"  # NVIDIA's default for CUDA_MPS_PIPE_DIRECTORY
+HEALTH_TIMEOUT_S = 1800  # launch.sh waits this long for a server's /health (loading 140 GB of weights is slow)
 
 
 class ExportError(ValueError):
-    """The plan cannot be exported as a deployment; the message says why."""
+    """The plan cannot be deployed; the message (one line) says why."""
 
 
 @dataclass(frozen=True)
-class Server:
+class ModelServer:
     """One vLLM server: a deployed model on its GPUs."""
 
     name: str
+    checkpoint: str
     tp: int
     mps_pct: int
     gpus: tuple[int, ...]
     port: int
+    need_gb: float  # per shard: weights / tp + KV-cache reserve + activation allowance
     memory_fraction: float
     share: float
     load_rps: float
     price: float
 
     @property
-    def endpoint(self) -> str:
-        return f"http://localhost:{self.port}/v1"
+    def url(self) -> str:
+        """The server's root; its OpenAI API is under /v1."""
+        return f"http://{HOST}:{self.port}"
 
 
-def check_exportable(plan: Plan) -> None:
+def check_deployable(instance: Instance, plan: Plan) -> None:
+    """`ExportError` unless the plan meets the target with a price for every deployed model and its published
+    routing (SPEC 4.3), applied to the instance's prompts, keeps the target and every capacity."""
     if plan.solver.status == "infeasible" or not plan.slo_met:
         raise ExportError(
-            f"export: the {plan.method} plan breaks the target (predicted mean TTFT {plan.mean_ttft_ms:.2f} ms > "
+            f"the {plan.method} plan breaks the target (predicted mean TTFT {plan.mean_ttft_ms:.2f} ms > "
             f"{plan.slo_ms:g} ms, status {plan.solver.status}); it is a reference, not a deployment")
-    for row, price in zip(plan.models.itertuples(), plan.prices):
-        if row.deployed and math.isnan(price):
-            raise ExportError(f"export: the {plan.method} plan has no routing price for deployed model '{row.name}'")
+    try:
+        check_priced(plan)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    refusal = realized_routing(instance, plan).refusal()
+    if refusal:
+        raise ExportError(f"the {plan.method} plan is not deployable: {refusal}")
 
 
-def servers(instance: Instance, plan: Plan, base_port: int = BASE_PORT) -> list[Server]:
+def servers(instance: Instance, plan: Plan, activation_gb: float = ACTIVATION_GB,
+            base_port: int = BASE_PORT) -> list[ModelServer]:
     """The deployed models in the instance's order, on ports base_port, base_port + 1, ..."""
-    by_name = {model.name: model for model in instance.models}
     found = []
-    for row, price in zip(plan.models.itertuples(), plan.prices):
+    for model, row, price in zip(instance.models, plan.models.itertuples(), plan.prices):
         if not row.deployed:
             continue
-        shard_gb = by_name[row.name].shard_gb(int(row.tp))
-        scale = 10 ** MEMORY_FRACTION_DIGITS
-        found.append(Server(name=row.name, tp=int(row.tp), mps_pct=int(row.mps_pct),
-                            gpus=tuple(int(g) for g in row.gpus), port=base_port + len(found),
-                            memory_fraction=math.floor(shard_gb / instance.gpu_memory_gb * scale) / scale,
+        need_gb = model.shard_gb(int(row.tp)) + activation_gb
+        scale = 10 ** FRACTION_DIGITS
+        found.append(ModelServer(name=model.name, checkpoint=model.served_checkpoint, tp=int(row.tp),
+                            mps_pct=int(row.mps_pct), gpus=tuple(int(g) for g in row.gpus),
+                            port=base_port + len(found), need_gb=need_gb,
+                            memory_fraction=math.floor(need_gb / instance.gpu_memory_gb * scale) / scale,
                             share=float(row.share), load_rps=float(row.load_rps),
                             price=float(price) + 0.0))  # + 0.0 turns -0.0 into 0.0
     return found
 
 
-def launch_line(server: Server) -> str:
-    devices = ",".join(str(g) for g in server.gpus)
-    return (f"CUDA_VISIBLE_DEVICES={devices} CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={server.mps_pct} {VLLM_SERVER} "
-            f"--model {shlex.quote(server.name)} --tensor-parallel-size {server.tp} "
-            f"--gpu-memory-utilization {server.memory_fraction:g} --port {server.port} &")
+def check_memory(instance: Instance, found: list[ModelServer], activation_gb: float) -> None:
+    """On every GPU the shards' needs, allowance included, add up to at most the GPU's memory."""
+    for gpu in range(instance.gpu_count):
+        on_gpu = [s for s in found if gpu in s.gpus]
+        total = sum(s.need_gb for s in on_gpu)
+        if total > instance.gpu_memory_gb * (1 + 1e-12):
+            names = ", ".join(s.name for s in on_gpu)
+            raise ExportError(
+                f"GPU {gpu}: the shards of {names} need {total:.2f} GB with a {activation_gb:g} GB activation "
+                f"allowance each, more than its {instance.gpu_memory_gb:g} GB (the planner's memory constraint "
+                "(3) counts weights and KV-cache reserve only): raise kv_cache_gb by the allowance and plan "
+                "again, then export with activation_gb=0, or export with a smaller allowance")
 
 
-def launch_script(instance: Instance, plan: Plan, found: list[Server]) -> str:
+def serve_flags(server: ModelServer) -> list[list[str]]:
+    """`vllm serve` with the plan's setup and the curves' scheduler (flags of vLLM VLLM_VERSION), by line."""
+    return [["vllm", "serve", server.checkpoint, "--served-model-name", server.name,
+             "--tensor-parallel-size", str(server.tp), "--host", "$HOST", "--port", str(server.port)],
+            ["--gpu-memory-utilization", f"{server.memory_fraction:g}",
+             "--max-num-batched-tokens", str(MAX_NUM_BATCHED_TOKENS), "--max-num-seqs", str(MAX_NUM_SEQS)],
+            ["--enable-chunked-prefill=False", "--max-model-len", str(MAX_MODEL_LEN)]]
+
+
+def start_line(server: ModelServer) -> str:
+    """`start NAME PORT setsid env GPUS MPS vllm serve ...` over a few lines of shell."""
+    lines = [["start", server.name, str(server.port), "setsid", "env",
+              f"CUDA_VISIBLE_DEVICES={','.join(map(str, server.gpus))}",
+              f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={server.mps_pct}"], *serve_flags(server)]
+    return " \\\n    ".join(" ".join('"$HOST"' if w == "$HOST" else shlex.quote(w) for w in line) for line in lines)
+
+
+LAUNCH_BODY = r"""set -euo pipefail
+
+HOST=__HOST__  # where the servers listen (0.0.0.0 to serve other machines)
+HEALTH_TIMEOUT_S="${HEALTH_TIMEOUT_S:-__TIMEOUT__}"  # per server, seconds
+HEALTH_POLL_S="${HEALTH_POLL_S:-2}"
+STOP_GRACE_S="${STOP_GRACE_S:-30}"  # SIGTERM, then SIGKILL after this long
+LOG_DIR="${LOG_DIR:-$(cd "$(dirname "$0")" && pwd)/logs}"
+export CUDA_MPS_PIPE_DIRECTORY="${CUDA_MPS_PIPE_DIRECTORY:-__PIPE__}"
+export VLLM_USE_V1=0  # the V0 engine and scheduler
+
+names=()
+pids=()  # each server runs in a session of its own (setsid): its pid is its process group
+
+stop_servers() {
+    local pid deadline=$((SECONDS + STOP_GRACE_S))
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        while kill -0 -- "-$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    done
+}
+
+fail() {
+    echo "launch.sh: $1; stopping the servers it started" >&2
+    stop_servers
+    exit 1
+}
+
+trap 'echo "launch.sh: interrupted; stopping the servers" >&2; stop_servers; exit 130' INT TERM HUP
+
+# The MPS compute shares hold only under the MPS control daemon; it listens on the socket `control` in
+# CUDA_MPS_PIPE_DIRECTORY and answers get_server_list.
+mps_answers() {
+    [ -S "$CUDA_MPS_PIPE_DIRECTORY/control" ] && echo get_server_list | nvidia-cuda-mps-control > /dev/null 2>&1
+}
+if ! mps_answers; then
+    echo "launch.sh: no MPS control daemon answers in $CUDA_MPS_PIPE_DIRECTORY (CUDA_MPS_PIPE_DIRECTORY);" \
+        "start it with: CUDA_MPS_PIPE_DIRECTORY=$CUDA_MPS_PIPE_DIRECTORY nvidia-cuda-mps-control -d" >&2
+    exit 1
+fi
+for tool in vllm curl setsid; do
+    command -v "$tool" > /dev/null || { echo "launch.sh: '$tool' is not on PATH" >&2; exit 1; }
+done
+mkdir -p "$LOG_DIR"
+
+# start NAME PORT COMMAND...: run COMMAND in the background, log to LOG_DIR/NAME.log, and wait until
+# http://HOST:PORT/health answers 200, at most HEALTH_TIMEOUT_S seconds.
+start() {
+    local name=$1 port=$2
+    shift 2
+    local log="$LOG_DIR/$name.log" status=0
+    "$@" > "$log" 2>&1 &
+    local pid=$!
+    names+=("$name")
+    pids+=("$pid")
+    echo "launch.sh: started $name (pid $pid, port $port, log $log)"
+    local deadline=$((SECONDS + HEALTH_TIMEOUT_S))
+    until curl -sf -o /dev/null --max-time 5 "http://$HOST:$port/health"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" || status=$?
+            fail "server $name exited with status $status before it answered /health (log $log)"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] ||
+            fail "server $name did not answer /health within $HEALTH_TIMEOUT_S s (log $log)"
+        sleep "$HEALTH_POLL_S"
+    done
+    echo "launch.sh: $name is healthy"
+}
+"""
+
+WATCH = r"""
+echo "launch.sh: all ${#pids[@]} servers are healthy; Ctrl-C stops them"
+while true; do
+    sleep "$HEALTH_POLL_S"
+    for k in "${!pids[@]}"; do
+        if ! kill -0 "${pids[$k]}" 2>/dev/null; then
+            status=0
+            wait "${pids[$k]}" || status=$?
+            fail "server ${names[$k]} exited with status $status (log $LOG_DIR/${names[$k]}.log)"
+        fi
+    done
+done
+"""
+
+
+def launch_script(instance: Instance, plan: Plan, found: list[ModelServer], activation_gb: float) -> str:
     lines = [
         "#!/usr/bin/env bash",
-        f"# vLLM servers for the {plan.method} plan of instance '{instance.name}' (written by models/output/export.py):",
-        f"# quality {plan.quality:.4f}, predicted mean TTFT {plan.mean_ttft_ms:.1f} ms, target {plan.slo_ms:g} ms.",
-        "# The --model values are the instance's model names: replace each with the checkpoint it stands for",
-        "# (a Hugging Face id or a local path). See README.md in this folder.",
+        f"# The vLLM servers of the {plan.method} plan for instance '{instance.name}' (models/output/export.py):",
+        f"# quality {plan.quality:.4f}, predicted mean TTFT {plan.mean_ttft_ms:.1f} ms (target {plan.slo_ms:g} ms) "
+        f"at {instance.arrival_rate_rps:g} requests/s.",
         "#",
-        "# The MPS compute shares (CUDA_MPS_ACTIVE_THREAD_PERCENTAGE) take effect only under NVIDIA MPS:",
-        "# start its control daemon on this node first (usually as root), and stop it after the servers with",
-        "# 'echo quit | nvidia-cuda-mps-control'. Without it, every server would get the whole GPU.",
-        f"#     {MPS_DAEMON}",
-        "set -euo pipefail",
-        "# (-f: the full command line; process names are cut to 15 characters, too short for -x)",
-        "if ! pgrep -f nvidia-cuda-mps-control > /dev/null; then",
-        f"    echo 'launch.sh: the MPS control daemon is not running; start it with: {MPS_DAEMON}' >&2",
-        "    exit 1",
-        "fi",
+        f"# Flags of vLLM {VLLM_VERSION} (pip install vllm=={VLLM_VERSION}), checked against its documentation",
+        "# (engine arguments of `vllm serve`). It is the last release whose default engine is V0, whose scheduler",
+        "# the latency curves model (docs/latency.md); VLLM_USE_V1=0 keeps V0. The curves' scheduler: a",
+        f"# {MAX_NUM_BATCHED_TOKENS:,}-token budget per iteration, {MAX_NUM_SEQS} sequences, no chunked prefill, "
+        f"a {MAX_MODEL_LEN:,}-token context.",
+        f"# Memory per shard: weights / tp + KV-cache reserve + {activation_gb:g} GB for activations and CUDA graphs,",
+        f"# as a fraction of {instance.gpu_memory_gb:g} GB (--gpu-memory-utilization, a limit per server).",
+        "#",
+        "# It checks that the NVIDIA MPS control daemon answers in CUDA_MPS_PIPE_DIRECTORY (default",
+        f"# {MPS_PIPE_DIRECTORY}), starts the servers one at a time, each once the one before answers /health, logs",
+        "# each to LOG_DIR/<model>.log (default: logs/ beside this script), then watches them. If a server exits",
+        "# or does not answer /health within HEALTH_TIMEOUT_S seconds, it stops the servers it started and exits 1",
+        "# naming it; Ctrl-C stops them all.",
+        "#",
+        "# GPUs are the indices nvidia-smi shows. If the MPS control daemon was started with CUDA_VISIBLE_DEVICES",
+        "# set, MPS renumbers the GPUs it was given; NVIDIA recommends GPU UUIDs (nvidia-smi -L) in",
+        "# CUDA_VISIBLE_DEVICES then: replace each index below by its GPU's UUID.",
+        LAUNCH_BODY.replace("__HOST__", HOST).replace("__TIMEOUT__", str(HEALTH_TIMEOUT_S))
+        .replace("__PIPE__", MPS_PIPE_DIRECTORY).rstrip("\n"),
     ]
     for server in found:
         gpus = ", ".join(map(str, server.gpus))
-        lines += ["", f"# {server.name}: tp{server.tp}, MPS {server.mps_pct}% on GPUs {gpus}; "
-                      f"routing share {server.share:.4f} ({server.load_rps:.2f} requests/s)", launch_line(server)]
-    return "\n".join(lines + ["", "wait", ""])
+        lines += ["", f"# {server.name}: tp{server.tp}, MPS {server.mps_pct}% on GPU(s) {gpus}; "
+                      f"share {server.share:.4f} ({server.load_rps:.2f} requests/s); {server.need_gb:.2f} GB per shard",
+                  start_line(server)]
+    return "\n".join(lines) + "\n" + WATCH
 
 
-def router_config(instance: Instance, plan: Plan, found: list[Server]) -> dict:
-    scores_path = instance.scores_path
-    return {
-        "instance": instance.name,
-        "method": plan.method,
-        "rule": RULE,
-        "tie_break": TIE_BREAK,
-        "score_source": {
-            "expected": "for each incoming prompt, one predicted quality in [0, 1] per model below, from the "
-                        f"predictor that produced {scores_path}; the prices are calibrated to that predictor's "
-                        "scores and must be recomputed (by solving again) for another predictor",
-            "scores_file": str(scores_path),
-            "instance_description": instance.description,
-        },
-        "models": [{"name": s.name, "price": s.price, "endpoint": s.endpoint, "port": s.port,
-                    "expected_share": s.share, "expected_load_rps": s.load_rps} for s in found],
-        "not_deployed": [row.name for row in plan.models.itertuples() if not row.deployed],
-        "arrival_rate_rps": instance.arrival_rate_rps,
-        "predicted_mean_ttft_ms": plan.mean_ttft_ms,
-        "slo_mean_ttft_ms": plan.slo_ms,
-        "predicted_quality": plan.quality,
-    }
+def litellm_config(instance: Instance, plan: Plan, found: list[ModelServer]) -> str:
+    """LiteLLM proxy `config.yaml`: one entry per deployed model (JSON strings are YAML scalars)."""
+    lines = [
+        f"# LiteLLM proxy configuration for the {plan.method} plan of '{instance.name}' (models/output/export.py):",
+        "#     litellm --config litellm-config.yaml",
+        "# It lists the deployed models and their vLLM servers, and routes a request to the model the client",
+        "# names. It cannot apply the plan's routing: per-prompt prices (argmax of score - price over the models)",
+        "# and the split prompts' fractions. Clients that send every prompt to the plan's model keep the plan;",
+        "# others change the loads the latency target was planned for. `solve.py route` applies the rule.",
+        "model_list:",
+    ]
+    for server in found:
+        lines += [f"  - model_name: {json.dumps(server.name)}",
+                  "    litellm_params:",
+                  f"      model: {json.dumps('hosted_vllm/' + server.name)}",
+                  f"      api_base: {json.dumps(server.url + '/v1')}"]
+    return "\n".join(lines) + "\n"
 
 
-def deployment_note(instance: Instance, plan: Plan, found: list[Server]) -> str:
-    table = ["| model | tp | MPS share | GPUs | memory fraction | port | price | share |",
-             "|---|---|---|---|---|---|---|---|"]
-    table += [f"| {s.name} | {s.tp} | {s.mps_pct}% | {','.join(map(str, s.gpus))} | {s.memory_fraction:g} | {s.port} "
-              f"| {s.price:.6f} | {s.share:.4f} |" for s in found]
+def route_command(instance: Instance, found: list[ModelServer], folder: Path) -> str:
+    """`solve.py route` for the exported plan.json, naming the servers it would not find by default."""
+    moved = [f"--upstream {s.name}={s.url}" for k, s in enumerate(found) if s.port != BASE_PORT + k]
+    return " ".join(["python solve.py route", shlex.quote(str(folder / "plan.json")), "--instance",
+                     shlex.quote(str(instance.folder)), *moved])
+
+
+def deployment_note(instance: Instance, plan: Plan, found: list[ModelServer], activation_gb: float,
+                    folder: Path) -> str:
+    table = ["| model | checkpoint | tp | MPS share | GPUs | memory fraction | port | price | share |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {s.name} | {s.checkpoint} | {s.tp} | {s.mps_pct}% | {','.join(map(str, s.gpus))} | "
+              f"{s.memory_fraction:g} | {s.port} | {s.price:.6f} | {s.share:.4f} |" for s in found]
     skipped = [row.name for row in plan.models.itertuples() if not row.deployed]
     return "\n".join([
         f"# Deployment of the {plan.method} plan for '{instance.name}'",
@@ -164,31 +316,44 @@ def deployment_note(instance: Instance, plan: Plan, found: list[Server]) -> str:
         "",
         f"Not deployed (no server, no traffic): {', '.join(skipped)}." if skipped else "Every model is deployed.",
         "",
-        "1. Map each model name to the checkpoint it stands for (the `--model` values in `launch.sh` are the",
-        "   instance's names, not checkpoints).",
-        f"2. Start the MPS control daemon: `{MPS_DAEMON}` (usually as root). The MPS shares",
-        "   (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`) only take effect under it; `launch.sh` refuses to start without it.",
-        "3. Run `launch.sh`: one vLLM server per deployed model. `--gpu-memory-utilization` is the planned",
-        f"   memory of one shard (weights / tp + KV-cache reserve) as a fraction of {instance.gpu_memory_gb:g} GB,",
-        "   rounded down; on every GPU the fractions add up to at most 1.",
-        f"4. Route each prompt by `router.json`: to `{RULE}` over the deployed models, {TIE_BREAK}.",
-        "   `score` must come from the predictor that produced the instance's scores: the prices are",
-        "   calibrated to it.",
+        f"1. Install vLLM {VLLM_VERSION} on the GPU node (`pip install vllm=={VLLM_VERSION}`).",
+        "2. Start the NVIDIA MPS control daemon, usually as root: `nvidia-cuda-mps-control -d` (with the same",
+        "   `CUDA_MPS_PIPE_DIRECTORY` as `launch.sh`, if you set one). The MPS shares hold only under it.",
+        "3. Run `./launch.sh`. It starts one server at a time and waits for its `/health`; logs go to `logs/`.",
+        f"   Memory fraction = (weights / tp + KV-cache reserve + {activation_gb:g} GB) / "
+        f"{instance.gpu_memory_gb:g} GB, rounded down;",
+        "   the allowance covers activations, the CUDA context and CUDA graphs.",
+        f"4. Route: `{route_command(instance, found, folder)}`",
+        f"   serves an OpenAI-compatible API on http://{HOST}:{ROUTER_PORT} (`/v1/completions`,",
+        "   `/v1/chat/completions`) that sends each request where the plan's rule says, given per-model scores",
+        "   in the body (`\"scores\"`) or from a predictor; the prices are calibrated to the predictor that",
+        "   produced the instance's scores.",
+        f"5. Watch http://{HOST}:{ROUTER_PORT}/metrics: each model's observed share next to its planned one.",
+        "",
+        "`litellm-config.yaml` lists the same servers for a LiteLLM proxy. LiteLLM routes by the model name",
+        "the client sends: it cannot apply the plan's per-prompt prices or split prompts.",
+        "",
+        "docs/deploy.md describes the whole path.",
         "",
     ])
 
 
-def write_export(instance: Instance, plan: Plan, folder: str | Path, base_port: int = BASE_PORT) -> list[Path]:
-    """`launch.sh`, `router.json` and `README.md` in `folder` (created if needed); `ExportError` if not deployable."""
-    check_exportable(plan)
-    found = servers(instance, plan, base_port)
+def write_export(instance: Instance, plan: Plan, folder: str | Path, activation_gb: float = ACTIVATION_GB,
+                 base_port: int = BASE_PORT) -> list[Path]:
+    """`launch.sh`, `plan.json`, `litellm-config.yaml` and `README.md` in `folder` (created if needed);
+    `ExportError`, before anything is written, if the plan is not deployable or a GPU's shards do not fit."""
+    check_deployable(instance, plan)
+    found = servers(instance, plan, activation_gb, base_port)
+    check_memory(instance, found, activation_gb)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "launch.sh"
-    script.write_text(launch_script(instance, plan, found))
+    script.write_text(launch_script(instance, plan, found, activation_gb))
     script.chmod(0o755)
-    router = folder / "router.json"
-    router.write_text(json.dumps(router_config(instance, plan, found), indent=2) + "\n")
+    plan_file = folder / "plan.json"
+    write_plan(plan, plan_file)
+    litellm = folder / "litellm-config.yaml"
+    litellm.write_text(litellm_config(instance, plan, found))
     note = folder / "README.md"
-    note.write_text(deployment_note(instance, plan, found))
-    return [script, router, note]
+    note.write_text(deployment_note(instance, plan, found, activation_gb, folder))
+    return [script, plan_file, litellm, note]

@@ -14,7 +14,7 @@ import pandas as pd
 from models.problem.files import write_text
 from models.problem.instance import Instance, Option
 from models.problem.latency import latency_ms, option_pieces
-from models.problem.published import PublishedRouting, publish_routing
+from models.problem.published import PublishedRouting, Split, publish_routing
 from models.problem.setup import Placement, Setup
 from models.problem.tolerances import SLO_TOL
 
@@ -210,3 +210,127 @@ def plain_json(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+# ---------------------------------------------------------------- reading a plan file
+
+
+class PlanError(ValueError):
+    """A plan file that cannot be read for the instance given. Its message is one line: file, field, problem."""
+
+
+def read_plan(path: str | Path, instance: Instance) -> Plan:
+    """The plan a file holds (SPEC 3 and 4.3), rebuilt on `instance`: its setup, GPUs, shares, prices and
+    split prompts are read; loads, latencies and the mean TTFT are recomputed from the instance's curves.
+    A plan without `routing` publishes its prices alone (no split prompts)."""
+    path = Path(path)
+    data = plan_json(path)
+    if data.get("instance") != instance.name:
+        raise PlanError(f"{path}: field 'instance': the plan is for {data.get('instance')!r}, "
+                        f"not for instance '{instance.name}'")
+    entries = model_entries(data, instance, path)
+    setup = tuple(plan_option(entry, instance, path) for entry in entries)
+    prices = [plan_number(entry, "price", path, f"{entry['where']}.price") if option else None
+              for entry, option in zip(entries, setup)]
+    routing = plan_routing(data.get("routing"), prices, instance, path)
+    solver = data.get("solver")
+    if not isinstance(solver, dict):
+        raise PlanError(f"{path}: field 'solver': missing or not an object")
+    try:
+        report = SolverReport(solver.get("status"), plan_number(solver, "seconds", path, "solver.seconds"),
+                              solver.get("gap"), solver.get("bound"))
+    except ValueError as err:
+        raise PlanError(f"{path}: field 'solver.status': {err}") from None
+    return build_plan(instance, str(data.get("method", "")), setup,
+                      tuple(tuple(entry["gpus"]) if option else () for entry, option in zip(entries, setup)),
+                      [plan_number(entry, "share", path, f"{entry['where']}.share") for entry in entries],
+                      plan_number(data, "quality", path, "quality"), report,
+                      notes=data.get("notes") if isinstance(data.get("notes"), dict) else None, routing=routing)
+
+
+def plan_json(path: Path) -> dict:
+    if not path.is_file():
+        raise PlanError(f"{path}: file is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PlanError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: not a plan (a JSON object)")
+    return data
+
+
+def plan_number(table: dict, key: str, path: Path, where: str) -> float:
+    """`table[key]` as a float; `where` names the field in the file."""
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PlanError(f"{path}: field '{where}': missing or not a finite number")
+    return float(value)
+
+
+def model_entries(data: dict, instance: Instance, path: Path) -> list[dict]:
+    """The plan's model entries in the instance's order, each with `where` (its place in the file) added."""
+    entries = data.get("models")
+    if not isinstance(entries, list):
+        raise PlanError(f"{path}: field 'models': missing or not a list")
+    by_name = {}
+    for k, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name not in instance.model_names or name in by_name:
+            raise PlanError(f"{path}: field 'models[{k}].name': {name!r} is not a model of instance "
+                            f"'{instance.name}' or is listed twice")
+        by_name[name] = {**entry, "where": f"models[{k}]"}
+    for name in instance.model_names:
+        if name not in by_name:
+            raise PlanError(f"{path}: field 'models': no entry for model '{name}'")
+    return [by_name[name] for name in instance.model_names]
+
+
+def plan_option(entry: dict, instance: Instance, path: Path) -> Option | None:
+    """A deployed entry's option, with a latency curve in the instance and tp GPUs of the cluster; None if not
+    deployed."""
+    where = entry["where"]
+    if not isinstance(entry.get("deployed"), bool):
+        raise PlanError(f"{path}: field '{where}.deployed': missing or not true or false")
+    if not entry["deployed"]:
+        return None
+    tp, mps, gpus = entry.get("tp"), entry.get("mps_pct"), entry.get("gpus")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (tp, mps)):
+        raise PlanError(f"{path}: field '{where}': tp and mps_pct must be integers for a deployed model")
+    option = Option(tp, mps)
+    if (entry["name"], option) not in instance.curves:
+        raise PlanError(f"{path}: field '{where}': {option} has no latency curve for '{entry['name']}' in the instance")
+    if (not isinstance(gpus, list) or len(gpus) != tp
+            or not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < instance.gpu_count for g in gpus)):
+        raise PlanError(f"{path}: field '{where}.gpus': {gpus!r} is not {tp} GPU indices below {instance.gpu_count}")
+    return option
+
+
+def plan_routing(routing, prices: list, instance: Instance, path: Path) -> PublishedRouting:
+    """SPEC 4.3 `routing` as a `PublishedRouting` over the instance's models and prompts."""
+    if routing is None:
+        return PublishedRouting.of_prices(prices, instance.scores)
+    if (not isinstance(routing, dict) or routing.get("rule") != "price"
+            or not isinstance(routing.get("splits", []), list)):
+        raise PlanError(f"{path}: field 'routing': not a price rule with a list of splits (SPEC 4.3)")
+    margin = routing.get("min_margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
+        raise PlanError(f"{path}: field 'routing.min_margin': {margin!r} is not a number or null")
+    prompts = {prompt_id: x for x, prompt_id in enumerate(instance.prompt_ids)}
+    models = {name: i for i, name in enumerate(instance.model_names)}
+    splits = []
+    for k, split in enumerate(routing.get("splits", [])):
+        where = f"routing.splits[{k}]"
+        prompt = prompts.get(split.get("prompt_id")) if isinstance(split, dict) else None
+        fractions = split.get("fractions") if isinstance(split, dict) else None
+        if prompt is None or not isinstance(fractions, dict):
+            raise PlanError(f"{path}: field '{where}': no prompt_id of the instance's scores, or no fractions")
+        row = np.zeros(len(models))
+        for name, fraction in fractions.items():
+            if name not in models or isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+                raise PlanError(f"{path}: field '{where}.fractions': {name!r}: {fraction!r} is not a fraction "
+                                "for a model of the instance")
+            row[models[name]] = fraction
+        splits.append(Split(prompt, instance.prompt_ids[prompt], row))
+    prices = np.array([np.nan if p is None else p for p in prices])
+    return PublishedRouting(prices, tuple(splits), None if margin is None else float(margin))
