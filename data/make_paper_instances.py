@@ -75,9 +75,9 @@ PAPER_INSTANCES = (
     ),
     PaperInstance(
         "paper-8xA100",
-        "Mistral-7B, WizardLM-13B-V1.2, Yi-34B and Llama-2-70B on 8 x A100-80GB at 120 requests/s, "
+        "Mistral-7B, WizardLM-13B-V1.2, Yi-34B and Llama-2-70B on 8 x A100-80GB at 110 requests/s, "
         "500 ms mean TTFT; scores calibrated to RouterBench; see README.md",
-        gpu_count=8, arrival_rate_rps=120.0, slo_mean_ttft_ms=500.0,
+        gpu_count=8, arrival_rate_rps=110.0, slo_mean_ttft_ms=500.0,
         models=(MISTRAL_7B, WIZARDLM_13B, YI_34B, LLAMA_2_70B),
     ),
 )

@@ -31,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from models.problem.instance import InputError, check_columns, line_of, numeric_column, read_csv
+from models.problem.instance import InputError, check_columns, numeric_column, read_csv
 
 ENGINE_COMPONENTS = {  # component -> Vidur's column (mean over the iterations it measured)
     "schedule": "schedule_mean",
@@ -87,14 +87,14 @@ def read_cpu_overheads(path: str | Path) -> CpuOverheads:
     path = Path(path)
     table = read_csv(path)
     columns = {**ENGINE_COMPONENTS, RAY_COMPONENT[0]: RAY_COMPONENT[1]}
-    check_columns(table, [BATCH_COLUMN, TP_COLUMN, *columns.values()], path)
-    if not len(table):
+    check_columns(table, [BATCH_COLUMN, TP_COLUMN, *columns.values()])
+    if table.frame.empty:
         raise InputError(f"{path}: no measurements (the file has a header and no rows)")
-    batch = numeric_column(table, BATCH_COLUMN, path, integer=True)
-    tp = numeric_column(table, TP_COLUMN, path, integer=True)
+    batch = numeric_column(table, BATCH_COLUMN, integer=True)
+    tp = numeric_column(table, TP_COLUMN, integer=True)
     for row in np.flatnonzero((batch < 1) | (tp < 1)):
-        raise InputError(f"{path}: line {line_of(row)}: batch size and tensor-parallel degree must be at least 1")
-    times = {name: numeric_column(table, column, path) for name, column in columns.items()}
+        raise InputError(f"{path}: line {table.line_of(row)}: batch size and tensor-parallel degree must be at least 1")
+    times = {name: numeric_column(table, column) for name, column in columns.items()}
     lines = {}
     for degree in np.unique(tp).astype(int):
         rows = tp == degree

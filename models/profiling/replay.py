@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.problem.instance import InputError, check_columns, line_of, numeric_column, read_csv
+from models.problem.instance import InputError, check_columns, numeric_column, read_csv
 from models.profiling.simulator import Server, serve
 from models.profiling.workload import Workload
 
@@ -76,21 +76,22 @@ def replay(server: Server, run: RecordedRun) -> Replayed:
 def read_recorded_runs(path: str | Path) -> tuple[RecordedRun, ...]:
     """The runs of a recorded-requests CSV, in the order they first appear; `InputError` if unusable."""
     path = Path(path)
-    table = read_csv(path)
-    check_columns(table, RUN_COLUMNS, path)
-    if not len(table):
+    table = read_csv(path, ("run",))
+    check_columns(table, RUN_COLUMNS)
+    if table.frame.empty:
         raise InputError(f"{path}: no requests (the file has a header and no rows)")
-    values = {c: numeric_column(table, c, path, integer=c.endswith("tokens")) for c in RUN_COLUMNS[1:]}
+    values = {c: numeric_column(table, c, integer=c.endswith("tokens")) for c in RUN_COLUMNS[1:]}
     for column in ("prompt_tokens", "output_tokens"):
         for row in np.flatnonzero(values[column] < 1):
-            raise InputError(f"{path}: line {line_of(row)}: column '{column}': {values[column][row]:g} is not "
+            raise InputError(f"{path}: line {table.line_of(row)}: column '{column}': {values[column][row]:g} is not "
                              f"a positive number of tokens")
     runs = []
-    for name in dict.fromkeys(table["run"]):
-        rows = np.flatnonzero(table["run"].to_numpy() == name)
+    names = table.text("run")
+    for name in dict.fromkeys(names):
+        rows = np.flatnonzero(names == name)
         arrivals = values["arrival_s"][rows]
         for k in np.flatnonzero(np.diff(arrivals) < 0):
-            raise InputError(f"{path}: line {line_of(rows[k + 1])}: column 'arrival_s': {arrivals[k + 1]:g} is "
+            raise InputError(f"{path}: line {table.line_of(rows[k + 1])}: column 'arrival_s': {arrivals[k + 1]:g} is "
                              f"earlier than the run's previous arrival ({arrivals[k]:g})")
         runs.append(RecordedRun(
             name=name,
