@@ -1,8 +1,10 @@
 """Seeded random small instances in SPEC format, for comparing methods against `enumerate`.
 
-2-3 models (some optional, every one fitting a 40 GB GPU at tp1), 2-4 GPUs, 4-8 prompts, options tp in {1, 2} x MPS in {50, 100}
-with a random subset profiled. Curves have 1-3 points with increasing latency; a steep first
-rise followed by a flat stretch makes H non-convex, which about a third of the curves get.
+2-3 models (some optional, every one fitting a 40 GB GPU at tp1), 2-4 GPUs, 4-8 prompts, options tp in
+{1, 2} x MPS in {50, 100} with a random subset profiled; or, with `larger=True`, 5 models on 8 GPUs with
+50-200 prompts of continuous scores and at most two options per model (enough for the windowed routing LP,
+few enough setups for `enumerate`). Curves have 1-3 points with increasing latency; a steep first rise
+followed by a flat stretch makes H non-convex, which about a third of the curves get.
 Targets and rates are drawn so that some instances are infeasible.
 """
 
@@ -26,10 +28,10 @@ def curve_points(rng, tp: int, mps: int) -> list[tuple[float, float]]:
     return [(round(r, 3), round(t, 3)) for r, t in points]
 
 
-def write_random_instance(folder: Path, seed: int) -> Path:
+def write_random_instance(folder: Path, seed: int, larger: bool = False) -> Path:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    n_models = int(rng.integers(2, 4))
+    n_models = 5 if larger else int(rng.integers(2, 4))
     names = [f"m{k}" for k in range(n_models)]
     models, profile_rows = [], []
     for k, name in enumerate(names):
@@ -37,15 +39,18 @@ def write_random_instance(folder: Path, seed: int) -> Path:
         models.append(f'[[models]]\nname = "{name}"\nweights_gb = {rng.uniform(5, 35):.1f}\n'
                       f'kv_cache_gb = {rng.uniform(1, 5):.1f}\nrequired = {str(required).lower()}\n')
         options = [(tp, mps) for tp in TP for mps in MPS if rng.random() < 0.7] or [(2, 100)]
+        if larger:
+            options = [options[k] for k in sorted(rng.choice(len(options), min(2, len(options)), replace=False))]
         for tp, mps in options:
             profile_rows += [f"{name},{tp},{mps},{r},{t}" for r, t in curve_points(rng, tp, mps)]
-    n_prompts = int(rng.integers(4, 9))
+    n_prompts = int(rng.integers(50, 201) if larger else rng.integers(4, 9))
     scores = rng.random((n_prompts, n_models)).round(2)
-    if rng.random() < 0.3:
+    if not larger and rng.random() < 0.3:
         scores = (scores > 0.5).astype(float)  # 0/1 scores: merged rows
     (folder / "instance.toml").write_text(
-        f'name = "random-{seed}"\n[cluster]\ngpu_count = {int(rng.integers(2, 5))}\ngpu_memory_gb = 40\n'
-        f"[workload]\narrival_rate_rps = {rng.uniform(4, 12):.2f}\nslo_mean_ttft_ms = {rng.uniform(15, 90):.1f}\n"
+        f'name = "random-{seed}"\n[cluster]\ngpu_count = {8 if larger else int(rng.integers(2, 5))}\ngpu_memory_gb = 40\n'
+        f"[workload]\narrival_rate_rps = {rng.uniform(4, 12) * (3 if larger else 1):.2f}\n"
+        f"slo_mean_ttft_ms = {rng.uniform(15, 90):.1f}\n"
         f"[setup_options]\ntp = [1, 2]\nmps_pct = [50, 100]\n" + "".join(models)
         + '[files]\nprofiles = "profiles.csv"\nscores = "scores.csv"\n')
     (folder / "profiles.csv").write_text("model,tp,mps_pct,rate_rps,mean_ttft_ms\n" + "\n".join(profile_rows) + "\n")

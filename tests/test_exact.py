@@ -8,10 +8,11 @@ import pyomo.environ as pyo
 import pytest
 from pyomo.repn import generate_standard_repn
 
-from models.methods import exact
+from models.methods import cut_loop
 from models.methods.brute_force import solve_enumerate
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.exact import build_joint_mip, solve_exact
+from models.problem.tolerances import GAP_FLOOR
 from models.problem.instance import Option, load_instance
 from models.problem.plan import Infeasible, NoPlanInTime
 from models.methods.routing import build_routing_lp
@@ -43,7 +44,7 @@ def test_tiny_optimum(tiny, per_prompt):
     plan = solve_exact(tiny, per_prompt=per_prompt)
     assert plan.quality == pytest.approx(TINY_OPTIMUM, abs=1e-6)
     assert plan.setup == (Option(2, 50), Option(2, 50))
-    assert plan.solver.status == "optimal" and plan.solver.gap <= 1e-7
+    assert plan.solver.status == "optimal" and plan.solver.gap <= GAP_FLOOR  # the MIP tolerance bounds the gap claimed
     assert evaluate_plan(tiny, plan.to_dict()).consistent
 
 
@@ -84,7 +85,7 @@ def test_per_prompt_formulation_agrees(random_instances, seed):
 
 
 def test_tiny_model_structure(tiny):
-    m = build_joint_mip(tiny)
+    m = build_joint_mip(tiny, placement="per-gpu")
     # options with curves that fit: small tp1/50, tp1/100, tp2/50; large tp2/50, tp2/100
     assert len(m.CHOICES) == 5 and len(m.NONCONVEX) == 0
     assert len(m.place) == 5 * 2
@@ -95,6 +96,17 @@ def test_tiny_model_structure(tiny):
     coefficients = {v.index()[:3]: c for v, c in zip(memory.linear_vars, memory.linear_coefs)}
     assert coefficients == {("small", 1, 50): 6.0, ("small", 1, 100): 6.0, ("small", 2, 50): 4.0,
                             ("large", 2, 50): 12.0, ("large", 2, 100): 12.0}
+
+
+def test_tiny_patterns(tiny):
+    # maximal contents of an 18 GB GPU, one shard per model: small tp1/50 (6 GB, 50 %) + large tp2/50
+    # (12 GB, 50 %); small tp2/50 (4 GB) + large tp2/50; small tp1/100 alone and large tp2/100 alone (100 %
+    # of compute). small tp1/50 alone is not maximal: large tp2/50 still fits beside it.
+    m = build_joint_mip(tiny)
+    contents = {frozenset(h[1:] for h in m.HOLDS if h[0] == p) for p in m.PATTERNS}
+    assert contents == {frozenset({("small", 1, 50), ("large", 2, 50)}), frozenset({("small", 2, 50), ("large", 2, 50)}),
+                        frozenset({("small", 1, 100)}), frozenset({("large", 2, 100)})}
+    assert len(m.gpu_count) == 1 and not hasattr(m, "place")
 
 
 def test_convex_epigraph_is_the_perspective(tiny):
@@ -155,7 +167,7 @@ def test_time_limit_with_an_incumbent(tiny, monkeypatch, capsys):
     """When HiGHS stops at its time limit with a solution, the plan is that incumbent with the MIP's
     bound and gap, status time_limit, and the command line exits 0. HiGHS is made to report a time
     limit, and a bound 0.01 above its own, on the first MIP of the loop."""
-    real_solve = exact.solve_model
+    real_solve = cut_loop.solve_model
     calls = []
 
     def first_stops_at_time_limit(m, solver=None, **options):
@@ -165,7 +177,7 @@ def test_time_limit_with_an_incumbent(tiny, monkeypatch, capsys):
             return dataclasses.replace(result, status="time_limit", bound=result.bound + 0.01)
         return result
 
-    monkeypatch.setattr(exact, "solve_model", first_stops_at_time_limit)
+    monkeypatch.setattr(cut_loop, "solve_model", first_stops_at_time_limit)
     plan = solve_exact(tiny, time_limit=60)
     assert plan.solver.status == "time_limit"
     assert plan.solver.bound == pytest.approx(calls[0].bound + 0.01)
@@ -179,7 +191,9 @@ def test_time_limit_with_an_incumbent(tiny, monkeypatch, capsys):
 def test_write_model(tiny, tmp_path):
     solve_exact(tiny, write_model=str(tmp_path / "tiny.lp"))
     text = (tmp_path / "tiny.lp").read_text()
-    assert "quality_cuts" in text and "gpu_order" in text
+    assert "quality_cuts" in text and "pattern_cover" in text
+    solve_exact(tiny, placement="per-gpu", write_model=str(tmp_path / "per-gpu.lp"))
+    assert "gpu_order" in (tmp_path / "per-gpu.lp").read_text()
 
 
 # ---------------------------------------------------------------- routing prices

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
 TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
+
+
+def program(subcommand: str = "") -> str:
+    """The name the command line was run under, `routerplan` or else `solve.py`, with a subcommand."""
+    name = "routerplan" if sys.argv and Path(sys.argv[0]).name == "routerplan" else "solve.py"
+    return f"{name} {subcommand}".strip()
 
 
 class OneLineParser(argparse.ArgumentParser):

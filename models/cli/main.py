@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from models.cli.args import (EXIT_USAGE, OneLineParser, check_writable_dir, check_writable_file, fraction,
-                             headroom_fraction, non_negative_int, positive_float, positive_int, table_file)
+                             headroom_fraction, non_negative_int, positive_float, positive_int, program, table_file)
 from models.methods.registry import APPLIES, METHOD_NAMES, SolveOptions
 from models.problem.defaults import (DEFAULT_BOOTSTRAP_SEED, DEFAULT_MIP_GAP, DEFAULT_UTILIZATION_FLOOR,
                                      DEFAULT_WINDOW)
@@ -43,13 +43,14 @@ METHOD_FLAGS = {
     "--threads": ("threads", None),
     "--mip-gap": ("mip_gap", DEFAULT_MIP_GAP),
     "--formulation": ("per_prompt", "cuts"),
+    "--placement": ("placement", "patterns"),
     "--write-model": ("write_model", None),
     "--utilization-floor": ("utilization_floor", DEFAULT_UTILIZATION_FLOOR),
 }
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="solve.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=program(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("instance", nargs="?", type=Path,
                         help="instance folder (docs/spec.md section 2; default: data/paper-4xA100 with --method all)")
     parser.add_argument("--method", choices=METHOD_NAMES + ("all",),
@@ -63,6 +64,9 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--formulation", choices=("cuts", "per-prompt"),
                         help="exact: quality by dual-price cuts, or one routing variable per prompt, the textbook "
                              "form (default: cuts)")
+    parser.add_argument("--placement", choices=("patterns", "per-gpu"),
+                        help="exact: GPU placement by counts of GPU patterns (no GPU symmetry), or a binary per "
+                             "option and GPU, the textbook form (default: patterns)")
     parser.add_argument("--write-model", metavar="FILE.lp",
                         help="exact: write the MIP as solved, cuts included (.lp or .mps; default: not written)")
     parser.add_argument("--utilization-floor", type=fraction, metavar="FRACTION",

@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int
+from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int, program
 from models.problem.instance import InputError
 from models.profiling.calibration import DEFAULT
 from models.profiling.deployments import deployments, read_target
@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="solve.py profile", description=__doc__,
+    parser = OneLineParser(prog=program("profile"), description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("instance", type=Path, help="instance folder (reads instance.toml only)")
     parser.add_argument("--table", type=Path, required=True, help="MuxServe-format step-time JSON (required)")

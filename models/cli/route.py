@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int
+from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int, program
 from models.output.export import HOST, ROUTER_PORT, ExportError
 from models.output.router import WINDOW_S, RouteError, build_router, load_predictor, serve
 from models.problem.instance import InputError, load_instance
@@ -35,7 +35,7 @@ def upstream(text: str) -> tuple[str, str]:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="solve.py route", description=__doc__,
+    parser = OneLineParser(prog=program("route"), description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("plan", type=Path, metavar="PLAN.json", help="a plan (SPEC 3 and 4.3), e.g. from --out")
     parser.add_argument("--instance", type=Path, required=True, metavar="DIR", help="the plan's instance folder")

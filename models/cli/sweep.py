@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from models.cli.args import (EXIT_USAGE, OneLineParser, check_writable_dir, check_writable_file, parse_targets,
-                             positive_float, table_file)
+                             positive_float, program, table_file)
 from models.methods.registry import SOLVING_METHODS
 
 EXIT_PLAN, EXIT_INTERNAL, EXIT_INFEASIBLE = 0, 1, 3
@@ -32,7 +32,7 @@ def method_list(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="solve.py sweep", description=__doc__,
+    parser = OneLineParser(prog=program("sweep"), description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("instance", type=Path, help="instance folder (docs/spec.md section 2)")
     parser.add_argument("--slo-ms", type=parse_targets, required=True, metavar="A:B:STEP",

@@ -1,22 +1,36 @@
 """`exact`: the joint setup-and-routing problem as one mixed-integer program, solved by HiGHS.
 
 Sets      models i; GPUs g = 0..G-1; choices c = (i, tp, mps), the options of model i
-          with a latency curve whose shard fits a GPU; segments k of H_c.
+          with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
 Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M (GB) per GPU;
-          cap[c] = min(1, r_K / lam), the largest share the option carries (5);
+          cap[c] = min(1, (1 - headroom) r_K / lam), the largest share the option carries (5);
           H_c's segments: H_c(w) = a[c,k] w + b[c,k] on [lo[c,k], hi[c,k]] (ms);
-          tau, the mean-TTFT target (ms); required_i.
+          tau, the mean-TTFT target (ms); required_i; a[p,c] = 1 if pattern p holds a shard of c.
 Variables choose[c] in {0,1}       model i runs with option c
-          place[c,g] in {0,1}      a shard of choice c sits on GPU g
           share[c] >= 0            routing share carried at choice c; w[i] = sum_c share[c]
           contribution[c] >= 0     H_c(share[c]), ms
           seg[c,k] in {0,1}, piece[c,k] >= 0   the segment holding share[c] (non-convex H_c only)
           quality                  the mean predicted quality Q(w)
+          placement, in one of two forms:
+          gpus_with[p] in {0..G}   GPUs whose content is pattern p   (patterns, the default)
+          place[c,g] in {0,1}      a shard of choice c sits on GPU g (per-GPU)
 Objective max quality
 (1) sum_{c of i} choose[c] = 1 if i is required, <= 1 otherwise
+Placement, per-GPU form:
 (2) sum_g place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a model per GPU)
 (3) sum_c shard_gb[c] place[c,g] <= M                       memory per GPU
 (4) sum_c mps[c] place[c,g] <= 100                          compute share per GPU
+(10) GPUs are identical: the GPUs holding the first model come first,
+    sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1]. Sorting any plan's GPUs
+    this way keeps it feasible, so no optimal plan is cut off. HiGHS's own symmetry detection
+    handles the permutations left.
+Placement, pattern (configuration) form: a pattern is a maximal GPU content, a set of shards, at
+most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patterns`).
+(2p) sum_p a[p,c] gpus_with[p] >= tp[c] choose[c]           each chosen option's shards on as many GPUs
+(3p) sum_p gpus_with[p] <= G                                 no more GPUs than the cluster has
+    Every GPU content of a placement lies in a maximal pattern, and dropping shards keeps a GPU
+    within (3) and (4), so (2p)-(3p) admit exactly the setups that can be placed: (2)-(4) hold by
+    construction, GPUs are not told apart, and (10) is not needed.
 (5) share[c] <= cap[c] choose[c]                            capacity; the only bound, from the data
 (6) sum_c contribution[c] <= tau                            the SLO
 (7) sum_i w[i] = 1                                          every prompt is routed
@@ -24,11 +38,6 @@ Objective max quality
     (the perspective of the epigraph: exact, no extra binaries, 0 when c is not chosen)
 (9) non-convex H_c: sum_k seg[c,k] = choose[c]; lo[c,k] seg[c,k] <= piece[c,k] <= hi[c,k] seg[c,k];
     share[c] = sum_k piece[c,k]; contribution[c] >= sum_k (a[c,k] piece[c,k] + b[c,k] seg[c,k])
-(10) GPUs are identical: the GPUs holding the first model come first,
-    sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1]. Sorting any plan's GPUs
-    this way keeps it feasible, so no optimal plan is cut off. HiGHS's own symmetry detection
-    handles the permutations left; the complete lexicographic order of the GPUs' model-presence
-    codes made the first MIP of a synthetic 8-GPU instance 2-3 times slower.
 (11) quality <= B(alpha) + sum_i alpha[i] w[i] for cuts alpha, B(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]).
 
 The per-prompt formulation (`per_prompt=True`, the textbook form, kept for
@@ -40,46 +49,43 @@ over distinct score rows r with counts c_r:
 Q(w), the best quality for shares w, is the transportation problem's value:
 concave and piecewise linear, and by LP duality Q(w) = min over alpha of the
 right-hand side of (11). So (11) over all alpha is exact, and the model's
-size does not depend on the number of prompts N. Cuts are generated lazily
-(HiGHS has no lazy-constraint callback), in rounds:
+size does not depend on the number of prompts N. The cuts are generated in
+rounds by the cut loop (models/methods/cut_loop.py), which also states how the
+plan, its bound and its gap are obtained.
 
-* solve the MIP; its bound is a valid upper bound on the optimum;
-* compute Q and its optimal prices at the MIP's shares (models/problem/transport.py)
-  and add the cut that is tight there;
-* the first time a setup comes up, fix it and keep adding cuts at the fixed
-  MIP's solutions until its bound meets Q; then solve the routing LP on that
-  setup exactly (models/methods/routing.py). Its value is a feasible plan's quality,
-  a lower bound, and its duals are the routing prices;
-* stop when the bound and the best plan meet (relative gap `mip_gap`).
-
-Every cut holds for every setup, so the fixed-setup rounds also tighten the
-MIP for the others; in practice the loop ends after a few rounds.
+The model solves the target and the capacities themselves, with no margin
+(models/problem/tolerances.py): its solutions meet them within HiGHS's MIP
+feasibility tolerance, and every plan is then taken from an LP solved to 1e-9.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass
 
-import numpy as np
 import pyomo.environ as pyo
 
 from models.problem.instance import Instance, Option
 from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.methods.routing import SetupRouting, solve_routing_lp
-from models.problem.setup import Placement, Setup
-from models.problem.solver import DEFAULT_MIP_GAP, make_solver, solve_model
-from models.problem.transport import Prompts, best_routing
+from models.methods.cut_loop import CutLoop, MipInfeasible
+from models.methods.routing import SetupRouting
+from models.problem.setup import maximal_patterns
+from models.problem.defaults import DEFAULT_MIP_GAP
+from models.problem.interrupts import Interrupted
+from models.problem.solver import make_solver, solve_model
+from models.problem.transport import Prompts
 
 
 def mip_choices(instance: Instance) -> list[tuple[str, int, int]]:
     return [(m.name, o.tp, o.mps_pct) for m in instance.models for o in instance.options(m)]
 
 
-def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.ConcreteModel:
-    """The MIP of the module docstring: with (11) and no cuts yet (see `add_quality_cut`), or with (12)."""
+PLACEMENTS = ("patterns", "per-gpu")
+
+
+def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str = "patterns") -> pyo.ConcreteModel:
+    """The MIP of the module docstring: with (11) and no cuts yet (see `add_quality_cut`), or with (12);
+    placement by GPU patterns (2p)-(3p) or per GPU (2)-(4), (10)."""
     by_name = {model.name: model for model in instance.models}
     choices = mip_choices(instance)
     pieces = {c: option_pieces(instance, by_name[c[0]], Option(c[1], c[2])) for c in choices}
@@ -99,7 +105,6 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
     m.NONCONVEX_SEGMENTS = pyo.Set(dimen=4, within=m.SEGMENTS, initialize=[s for s in segments if s[:3] not in convex],
                                    doc="segments of non-convex H_c")
 
-    m.shard_gb = pyo.Param(m.CHOICES, initialize=lambda m, i, tp, mps: by_name[i].shard_gb(tp), doc="GB per shard")
     m.cap = pyo.Param(m.CHOICES, initialize=lambda m, *c: pieces[c].max_share,
                       doc="largest share the option carries")
     m.slope = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].slopes[s[3]]), doc="a, ms")
@@ -109,7 +114,6 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
                      doc="segment end")
 
     m.choose = pyo.Var(m.CHOICES, within=pyo.Binary, doc="model runs with this option")
-    m.place = pyo.Var(m.CHOICES, m.GPUS, within=pyo.Binary, doc="a shard of the choice sits on the GPU")
     m.share = pyo.Var(m.CHOICES, within=pyo.NonNegativeReals, doc="routing share carried at the choice")
     m.contribution = pyo.Var(m.CHOICES, within=pyo.NonNegativeReals, doc="H_c(share), ms")
     m.seg = pyo.Var(m.NONCONVEX_SEGMENTS, within=pyo.Binary, doc="segment holding the share")
@@ -125,21 +129,12 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
         chosen = sum(m.choose[c] for c in m.CHOICES if c[0] == i)
         return chosen == 1 if by_name[i].required else chosen <= 1
 
-    @m.Constraint(m.CHOICES, doc="(2) tp shards on distinct GPUs")
-    def shards(m, *c):
-        return sum(m.place[c, g] for g in m.GPUS) == c[1] * m.choose[c]
-
-    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model per GPU")
-    def one_shard_per_gpu(m, i, g):
-        return sum(m.place[c, g] for c in m.CHOICES if c[0] == i) <= 1
-
-    @m.Constraint(m.GPUS, doc="(3) memory per GPU")
-    def memory(m, g):
-        return sum(m.shard_gb[c] * m.place[c, g] for c in m.CHOICES) <= instance.gpu_memory_gb
-
-    @m.Constraint(m.GPUS, doc="(4) compute share per GPU")
-    def compute(m, g):
-        return sum(c[2] * m.place[c, g] for c in m.CHOICES) <= 100
+    if placement == "patterns":
+        add_pattern_placement(m, instance, by_name)
+    elif placement == "per-gpu":
+        add_per_gpu_placement(m, instance, by_name)
+    else:
+        raise ValueError(f"placement {placement!r} is not one of {', '.join(PLACEMENTS)}")
 
     @m.Constraint(m.CHOICES, doc="(5) capacity")
     def capacity(m, *c):
@@ -179,7 +174,37 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
         return m.contribution[c] >= sum(m.slope[s] * m.piece[s] + m.intercept[s] * m.seg[s]
                                         for s in m.NONCONVEX_SEGMENTS if s[:3] == c)
 
-    first = [c for c in choices if c[0] == instance.models[0].name]
+    if per_prompt:
+        add_per_prompt_routing(m, Prompts.merge(instance.scores))
+    else:
+        m.quality_cuts = pyo.ConstraintList(doc="(11) outer approximation of Q(w) by its dual prices")
+    m.excluded = pyo.ConstraintList(doc="setups (and segments) that meet the target only within the MIP's tolerance")
+    m.objective = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
+    return m
+
+
+def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> None:
+    """(2)-(4) and (10): a binary per choice and GPU."""
+    m.shard_gb = pyo.Param(m.CHOICES, initialize=lambda m, i, tp, mps: by_name[i].shard_gb(tp), doc="GB per shard")
+    m.place = pyo.Var(m.CHOICES, m.GPUS, within=pyo.Binary, doc="a shard of the choice sits on the GPU")
+
+    @m.Constraint(m.CHOICES, doc="(2) tp shards on distinct GPUs")
+    def shards(m, *c):
+        return sum(m.place[c, g] for g in m.GPUS) == c[1] * m.choose[c]
+
+    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model per GPU")
+    def one_shard_per_gpu(m, i, g):
+        return sum(m.place[c, g] for c in m.CHOICES if c[0] == i) <= 1
+
+    @m.Constraint(m.GPUS, doc="(3) memory per GPU")
+    def memory(m, g):
+        return sum(m.shard_gb[c] * m.place[c, g] for c in m.CHOICES) <= instance.gpu_memory_gb
+
+    @m.Constraint(m.GPUS, doc="(4) compute share per GPU")
+    def compute(m, g):
+        return sum(c[2] * m.place[c, g] for c in m.CHOICES) <= 100
+
+    first = [c for c in m.CHOICES if c[0] == instance.models[0].name]
 
     @m.Constraint(m.GPUS, doc="(10) identical GPUs: those holding the first model come first")
     def gpu_order(m, g):
@@ -187,13 +212,29 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False) -> pyo.Concret
             return pyo.Constraint.Skip
         return sum(m.place[c, g] for c in first) >= sum(m.place[c, g + 1] for c in first)
 
-    if per_prompt:
-        add_per_prompt_routing(m, Prompts.merge(instance.scores))
-    else:
-        m.quality_cuts = pyo.ConstraintList(doc="(11) outer approximation of Q(w) by its dual prices")
-    m.excluded_setups = pyo.ConstraintList(doc="setups that meet the target only within the solver's tolerance")
-    m.objective = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
-    return m
+
+def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> None:
+    """(2p)-(3p): an integer count of GPUs per maximal GPU pattern."""
+    choices = list(m.CHOICES)
+    patterns = maximal_patterns(instance, [(by_name[c[0]], Option(c[1], c[2])) for c in choices])
+    m.PATTERNS = pyo.RangeSet(0, len(patterns) - 1, doc="maximal GPU patterns p")
+    m.HOLDS = pyo.Set(dimen=4, initialize=[(p, *choices[k]) for p, content in enumerate(patterns) for k in content],
+                      doc="(p, c): pattern p holds a shard of choice c")
+    m.pattern_choices = patterns  # the patterns' contents (indices into CHOICES), read back by mip_setup
+    m.gpus_with = pyo.Var(m.PATTERNS, within=pyo.NonNegativeIntegers, bounds=(0, instance.gpu_count),
+                          doc="GPUs whose content is pattern p")
+
+    holders = {c: [] for c in choices}
+    for p, *c in m.HOLDS:
+        holders[tuple(c)].append(p)
+
+    @m.Constraint(m.CHOICES, doc="(2p) each chosen option's shards on GPUs whose pattern holds it")
+    def pattern_cover(m, *c):
+        return sum(m.gpus_with[p] for p in holders[c]) >= c[1] * m.choose[c]
+
+    @m.Constraint(doc="(3p) no more GPUs than the cluster has")
+    def gpu_count(m):
+        return sum(m.gpus_with[p] for p in m.PATTERNS) <= instance.gpu_count
 
 
 def add_per_prompt_routing(m: pyo.ConcreteModel, prompts: Prompts) -> None:
@@ -219,110 +260,6 @@ def add_per_prompt_routing(m: pyo.ConcreteModel, prompts: Prompts) -> None:
         return m.quality == sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS) / n
 
 
-CUT_SCALE = 1e4  # cut rows are scaled so that HiGHS's feasibility tolerance (1e-7) is 1e-11 in quality
-
-
-def add_quality_cut(m: pyo.ConcreteModel, prompts: Prompts, prices: np.ndarray) -> None:
-    """(11) for these prices: tight at every share vector they route to."""
-    constant = prompts.bound(prices)
-    m.quality_cuts.add(CUT_SCALE * m.quality <= CUT_SCALE * (
-        constant + sum(float(a) * m.w[i] for i, a in zip(m.MODELS, prices))))
-
-
-@dataclass(frozen=True, eq=False)
-class SetupCandidate:
-    """A plan in the making: a setup with its placement and its routing LP's optimum."""
-
-    setup: Setup
-    placement: Placement
-    routing: SetupRouting
-
-    @property
-    def quality(self) -> float:
-        return self.routing.quality
-
-
-def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement]:
-    """The setup and placement of the MIP's current solution."""
-    setup, placement = [], []
-    for name in m.MODELS:
-        chosen = [c for c in m.CHOICES if c[0] == name and m.choose[c].value > 0.5]
-        setup.append(Option(chosen[0][1], chosen[0][2]) if chosen else None)
-        placement.append(tuple(g for g in m.GPUS if chosen and m.place[chosen[0], g].value > 0.5))
-    return tuple(setup), tuple(placement)
-
-
-def mip_shares(m: pyo.ConcreteModel) -> np.ndarray:
-    shares = np.clip([pyo.value(m.w[i]) for i in m.MODELS], 0, None)
-    return shares / shares.sum()
-
-
-def evaluate_mip_solution(m, solver, instance: Instance, prompts: Prompts, solved: set, deadline: float):
-    """The first time a setup comes up, its best plan: with the cuts (11), Kelley cuts with the setup
-    fixed until the fixed-setup bound meets Q; then the routing LP around those shares' prices.
-    With (11), also the cut at the MIP's shares. Returns the candidate (None for a setup already solved)."""
-    setup, placement = mip_setup(m)
-    at_shares = best_routing(prompts, mip_shares(m))
-    with_cuts = hasattr(m, "quality_cuts")
-    if with_cuts:
-        add_quality_cut(m, prompts, at_shares.prices)
-    if setup in solved:
-        return None
-    solved.add(setup)
-    shares, prices = mip_shares(m), at_shares.prices
-    if with_cuts:
-        shares, prices = optimize_setup(m, solver, prompts, prices, deadline)
-    routing = solve_routing_lp(instance, setup, shares, prices)
-    if routing is None:
-        # the MIP met the target only within HiGHS's tolerance: no plan keeps the margin on this setup
-        exclude_setup(m, setup)
-        return None
-    return SetupCandidate(setup, placement, routing)
-
-
-def exclude_setup(m: pyo.ConcreteModel, setup: Setup) -> None:
-    """A no-good cut: the MIP may not choose exactly this option (or none) for every model again."""
-    chosen = {(name, o.tp, o.mps_pct) for name, o in zip(m.MODELS, setup) if o is not None}
-    undeployed = {name for name, o in zip(m.MODELS, setup) if o is None}
-    m.excluded_setups.add(
-        sum(m.choose[c] for c in chosen) - sum(m.choose[c] for c in m.CHOICES if c[0] in undeployed)
-        <= len(chosen) - 1)
-
-
-def optimize_setup(m, solver, prompts: Prompts, prices: np.ndarray, deadline: float, tolerance: float = 1e-8,
-                   rounds: int = 60):
-    """With the MIP's current setup fixed, add cuts at its solutions until its bound is within
-    `tolerance` (relative) of the best Q found, or the deadline passes. The cuts stay: they hold for
-    every setup. Returns the best shares and their optimal prices (the MIP's current ones at worst)."""
-    binaries = [v for v in (*m.choose.values(), *m.place.values())]
-    for v in binaries:
-        v.fix(round(v.value))
-    best = (mip_shares(m), prices, -np.inf)
-    for _ in range(rounds):
-        if time.perf_counter() > deadline:
-            break
-        result = solve_model(m, solver)
-        if not result.has_solution:
-            break
-        shares = mip_shares(m)
-        routing = best_routing(prompts, shares, prices)
-        prices = routing.prices
-        if routing.quality > best[2]:
-            best = (shares, routing.prices, routing.quality)
-        if result.objective - best[2] <= tolerance * abs(best[2]):
-            break
-        add_quality_cut(m, prompts, routing.prices)
-    for v in binaries:
-        v.unfix()
-    return best[:2]
-
-
-def seed_cuts(m: pyo.ConcreteModel, prompts: Prompts, n_models: int) -> None:
-    """Cuts at every model alone and at equal shares: enough to bound the first MIP sensibly."""
-    for shares in np.vstack([np.eye(n_models), np.full(n_models, 1 / n_models)]):
-        add_quality_cut(m, prompts, best_routing(prompts, shares).prices)
-
-
 def solve_exact(
     instance: Instance,
     time_limit: float | None = None,
@@ -332,59 +269,31 @@ def solve_exact(
     write_model: str | None = None,
     progress: bool = False,
     per_prompt: bool = False,
+    placement: str = "patterns",
 ) -> Plan:
-    """Solve the joint MIP to a proven optimum (relative gap `mip_gap`), or report the bound at the time limit.
-
-    With the cuts (11), rounds of MIP solves add cuts until bound and best plan meet; with the
-    per-prompt routing (12), one MIP solve does it."""
+    """Solve the joint MIP to a proven optimum (relative gap `mip_gap`, at least the MIP's tolerance), or
+    report the best plan with its bound and gap at the time limit (models/methods/cut_loop.py)."""
     start = time.perf_counter()
+    deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
-    m = build_joint_mip(instance, per_prompt=per_prompt)
-    if not per_prompt:
-        seed_cuts(m, prompts, len(instance.models))
+    m = build_joint_mip(instance, per_prompt=per_prompt, placement=placement)
     solver = make_solver(time_limit=time_limit, mip_gap=mip_gap / 10, threads=threads, tee=tee)
-    best, bound, rounds, solved = None, float("inf"), 0, set()
-    deadline = start + (time_limit if time_limit is not None else float("inf"))
-    while time.perf_counter() < deadline:
-        if time_limit is not None:
-            solver.config.time_limit = deadline - time.perf_counter()
-        result = solve_model(m, solver)
-        rounds += 1
-        if result.status == "infeasible":
-            raise Infeasible(infeasibility_reason(instance))
-        bound = min(bound, result.bound if result.bound is not None else float("inf"))
-        if not result.has_solution:
-            break
-        candidate = evaluate_mip_solution(m, solver, instance, prompts, solved, deadline)
-        if candidate is not None and (best is None or candidate.quality > best.quality):
-            best = candidate
-        gap = relative_gap(bound, best.quality) if best else float("inf")
-        if progress:
-            print(f"exact: round {rounds}: bound {bound:.7f}, best {best.quality:.7f}, gap {gap:.2e}",
-                  file=sys.stderr)
-        if per_prompt or gap <= mip_gap or result.status == "time_limit":
-            break
+    loop = CutLoop(m, solver, instance, prompts, mip_gap, deadline, progress)
+    try:
+        loop.run()
+    except Interrupted:
+        raise Interrupted(loop.summary()) from None
+    except MipInfeasible:
+        raise Infeasible(infeasibility_reason(instance, placement)) from None
     if write_model:
         m.write(write_model, io_options={"symbolic_solver_labels": True})
-    if best is None:
+    if loop.incumbent is None:
         raise NoPlanInTime(f"exact: the time limit of {time_limit:g} s passed before the MIP found a plan")
-    notes = {"formulation": "per-prompt" if per_prompt else "cuts", "mip_rounds": rounds,
-             "setups_evaluated": len(solved), "routing_window_rows": best.routing.window_rows}
-    return final_plan(instance, best, bound, mip_gap, notes, time.perf_counter() - start)
-
-
-def relative_gap(bound: float, quality: float) -> float:
-    return max(0.0, bound - quality) / max(abs(quality), 1e-12)
-
-
-def final_plan(instance: Instance, best: SetupCandidate, bound: float, mip_gap: float, notes: dict, seconds: float) -> Plan:
-    """The best setup's routing LP optimum as a plan, with the MIP's bound and the gap."""
-    routing = best.routing
-    bound = max(bound, routing.quality)
-    gap = relative_gap(bound, routing.quality)
-    status = "optimal" if gap <= mip_gap else "time_limit"
-    return build_plan(instance, "exact", best.setup, best.placement, routing.shares, routing.quality,
-                      SolverReport(status, seconds, gap, bound), notes, sensitivity_of(routing))
+    notes = {"formulation": "per-prompt" if per_prompt else "cuts", "placement": placement, **loop.notes()}
+    best = loop.incumbent
+    return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
+                      SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
+                      notes, sensitivity_of(best.routing))
 
 
 def sensitivity_of(routing: SetupRouting) -> dict[str, float]:
@@ -392,9 +301,9 @@ def sensitivity_of(routing: SetupRouting) -> dict[str, float]:
     return {"quality_per_ms_of_target": routing.quality_per_ms, "quality_per_rps_of_load": routing.quality_per_rps}
 
 
-def infeasibility_reason(instance: Instance) -> str:
+def infeasibility_reason(instance: Instance, placement: str = "patterns") -> str:
     """Why the MIP has no solution: no placement, too little capacity, or the lowest mean TTFT reachable."""
-    m = build_joint_mip(instance)
+    m = build_joint_mip(instance, placement=placement)
     m.objective.deactivate()
     m.slo.deactivate()
     m.routed.deactivate()

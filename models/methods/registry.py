@@ -29,6 +29,7 @@ class SolveOptions:
     threads: int | None = None
     mip_gap: float = DEFAULT_MIP_GAP
     per_prompt: bool = False
+    placement: str = "patterns"
     write_model: str | None = None
     progress: bool = False
     utilization_floor: float = DEFAULT_UTILIZATION_FLOOR
@@ -37,7 +38,7 @@ class SolveOptions:
 
 # The options (fields of SolveOptions, besides progress) that change what each method does.
 APPLIES: dict[str, frozenset[str]] = {
-    "exact": frozenset({"time_limit", "threads", "mip_gap", "per_prompt", "write_model", "tee"}),
+    "exact": frozenset({"time_limit", "threads", "mip_gap", "per_prompt", "placement", "write_model", "tee"}),
     "heuristic": frozenset({"time_limit", "utilization_floor"}),
     "enumerate": frozenset({"time_limit", "tee"}),
     **{name: frozenset({"time_limit", "threads", "tee"}) for name in BASELINES},
@@ -63,7 +64,7 @@ def function(module: str, name: str):
 def solve_exact(instance, o: SolveOptions):
     return function("exact", "solve_exact")(
         instance, time_limit=o.time_limit, mip_gap=o.mip_gap, threads=o.threads, tee=o.tee,
-        write_model=o.write_model, progress=o.progress, per_prompt=o.per_prompt)
+        write_model=o.write_model, progress=o.progress, per_prompt=o.per_prompt, placement=o.placement)
 
 
 def solve_heuristic(instance, o: SolveOptions):

@@ -39,7 +39,7 @@ import pyomo.environ as pyo
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
 from models.problem.setup import Setup
-from models.problem.solver import solve_model
+from models.problem.solver import remaining, solve_model
 from models.problem.transport import Prompts, best_at, best_models
 
 
@@ -134,21 +134,25 @@ def build_routing_lp(
     return m
 
 
-def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint) -> SetupRouting | None:
+def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint, segments: dict | None = None,
+                     deadline: float | None = None) -> SetupRouting | None:
     """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
 
     The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
-    be close to the setup's optimal shares (they also pick the segment of non-convex curves). Fixed
-    rows that fail the certificate join the window; when the fixed rows make the LP infeasible, the
-    window widens. It only grows, so at the latest it holds every row."""
+    be close to the setup's optimal shares. Each non-convex curve is held to `segments[model]`, or by
+    default to the segment holding `shares_hint`. Fixed rows that fail the certificate join the window;
+    when the fixed rows make the LP infeasible, the window widens. It only grows, so at the latest it
+    holds every row. `DeadlinePassed` when the time limit (a perf_counter value) passes between solves."""
     deployed = deployed_models(setup)
     prompts = Prompts.merge(instance.scores[:, deployed])
-    segments = nonconvex_segments(instance, setup, shares_hint)
+    if segments is None:
+        segments = nonconvex_segments(instance, setup, shares_hint)
     center = np.asarray(prices_hint, dtype=float)[deployed]
     best, margin = best_models(prompts.rows, center)
     window = 1e-6
     inside = margin <= window
     while True:
+        remaining(deadline)
         routing, violated = window_routing(instance, setup, prompts, inside, best, segments)
         if routing is not None:
             return routing

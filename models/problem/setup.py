@@ -144,3 +144,49 @@ def distinct_gpu_sets(
 
 def describe_setup(instance: Instance, setup: Setup) -> str:
     return ", ".join(f"{m.name}={o if o else '-'}" for m, o in zip(instance.models, setup))
+
+
+# ---------------------------------------------------------------- GPU patterns
+
+PATTERN_NODES_LIMIT = 2_000_000  # partial GPU contents visited while listing patterns (about 10 s here)
+
+
+class TooManyPatterns(ValueError):
+    """Listing the GPU patterns would visit more partial contents than PATTERN_NODES_LIMIT."""
+
+
+def maximal_patterns(instance: Instance, choices: Sequence[tuple[Model, Option]]) -> list[tuple[int, ...]]:
+    """Every maximal GPU content: a set of shards, at most one per model (indices into `choices`), within the
+    GPU's memory and compute share, to which no shard of an absent model can be added.
+
+    Any GPU's content in a placement is a subset of a maximal one, and dropping shards keeps a GPU
+    within its limits: so covering each chosen option's `tp` shards by maximal patterns is exact
+    (the pattern form of `models/methods/exact.py`)."""
+    by_model: dict[str, list[int]] = {}
+    for k, (model, _) in enumerate(choices):
+        by_model.setdefault(model.name, []).append(k)
+    groups = list(by_model.values())
+    shards = [shard_of(model, option) for model, option in choices]
+    found: list[tuple[int, ...]] = []
+    visited = 0
+
+    def fits(k: int, memory: float, compute: int) -> bool:
+        return shards[k].memory_gb <= memory + MEMORY_TOL_GB and shards[k].mps_pct <= compute
+
+    def extend(group: int, content: tuple[int, ...], memory: float, compute: int, skipped: tuple[int, ...]):
+        nonlocal visited
+        visited += 1
+        if visited > PATTERN_NODES_LIMIT:
+            raise TooManyPatterns(f"more than {PATTERN_NODES_LIMIT:,} partial GPU contents")
+        if group == len(groups):
+            # maximal: no skipped model has a shard that still fits
+            if not any(fits(k, memory, compute) for g in skipped for k in groups[g]):
+                found.append(content)
+            return
+        for k in groups[group]:
+            if fits(k, memory, compute):
+                extend(group + 1, content + (k,), memory - shards[k].memory_gb, compute - shards[k].mps_pct, skipped)
+        extend(group + 1, content, memory, compute, skipped + (group,))
+
+    extend(0, (), instance.gpu_memory_gb, 100, ())
+    return [content for content in found if content]

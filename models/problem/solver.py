@@ -5,8 +5,9 @@ solution when there is one; and turns HiGHS's termination into one of
 `optimal`, `time_limit`, `infeasible`, raising `SolverError` on anything else.
 
 Every HiGHS run here (Pyomo's or a `highspy.Highs` built by `new_highs`) is
-quiet unless asked (HiGHS prints a banner on stdout when it starts, and matrix
-warnings while it reads a model), and stops on Ctrl-C within moments when
+quiet unless asked (HiGHS prints a banner on stdout when an instance is
+created, and its log while it runs unless its output is off or, in Pyomo's
+interface, captured into Pyomo's logger), and stops on Ctrl-C within moments when
 `models.problem.interrupts.interrupt_on_sigint` is in force (`Interrupted` is
 raised; the module says how).
 """
@@ -50,13 +51,10 @@ def remaining(deadline: float | None) -> float | None:
     return left
 
 
-@contextlib.contextmanager
-def highs_running(highs: highspy.Highs, tee: bool = False):
-    """Around HiGHS's own run: its output is discarded unless `tee`, and SIGINT stops it
-    (`models.problem.interrupts.stoppable`). Python work (building a model) stays outside, where SIGINT
-    interrupts at once."""
-    with stoppable(highs), quiet_output(tee):
-        yield
+def highs_running(highs: highspy.Highs):
+    """Around HiGHS's own run, so that SIGINT stops it (`models.problem.interrupts.stoppable`). Python work
+    (building a model) stays outside, where SIGINT interrupts at once."""
+    return stoppable(highs)
 
 
 def quiet_output(tee: bool = False):
@@ -126,7 +124,7 @@ def solve_model(model: pyo.ConcreteModel, solver: Highs | None = None, **options
     if solver._model is not model:  # a new model: Pyomo builds its HiGHS instance now, in Python
         with quiet_output(tee):
             solver.set_instance(model)
-    with highs_running(solver._solver_model, tee):
+    with highs_running(solver._solver_model):  # Pyomo sends HiGHS's log to its logger unless `tee`
         results = solver.solve(model)
     seconds = time.perf_counter() - start
     condition = results.termination_condition

@@ -19,6 +19,12 @@ piecewise-linear latency model, on which the constraints are then checked:
 The plans solve the target and capacities themselves, with no margin below
 them: a target equal to the lowest mean TTFT a setup reaches is feasible.
 
+The MIP's bound is as precise as its solutions: a plan is reported with a
+relative gap of at least GAP_FLOOR (1e-6), and "optimal" means the bound is
+within the larger of `mip_gap` and GAP_FLOOR of the plan's quality. A bound
+below a known plan's quality by more than GAP_FLOOR is a solver failure,
+never clamped (models/methods/cut_loop.py).
+
 The independent evaluator keeps its own, looser tolerance (1e-6 relative),
 so a plan that passes these checks passes it.
 """
@@ -27,5 +33,6 @@ HIGHS_MIP_FEASIBILITY = 1e-6  # HiGHS's default primal feasibility tolerance, wh
 LP_FEASIBILITY = 1e-9  # primal and dual feasibility tolerance of the LPs whose solutions become plans
 SLO_TOL = 1e-7  # relative: a plan's mean TTFT is at most tau (1 + SLO_TOL)
 SHARE_TOL = 1e-9  # absolute, in share: capacity, the sum of shares, and the published routing's shares
-DEFAULT_MIP_GAP = 1e-7  # relative; with MIP_ABS_GAP, "optimal" means optimal to better than 1e-6
+GAP_FLOOR = HIGHS_MIP_FEASIBILITY  # relative: the smallest gap a plan reports, and what "optimal" means at least
+DEFAULT_MIP_GAP = GAP_FLOOR  # relative gap at which exact stops as optimal
 MIP_ABS_GAP = 1e-10

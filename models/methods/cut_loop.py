@@ -1,0 +1,288 @@
+"""The cut loop of `exact`: rounds of the joint MIP, cuts on Q, and the routing LP on each candidate.
+
+State: the incumbent (the best plan found: a setup, its placement and its routing LP's optimum),
+the bound (the smallest bound any round's MIP proved), the candidates evaluated (keyed on the
+setup and the segments of its non-convex curves), and the counts of rounds and cuts.
+
+A round, one method each:
+
+1. `solve_mip`: solve the MIP. Its bound is an upper bound on the optimum, because the cuts (11)
+   over-estimate Q. A bound below the incumbent by more than the MIP's tolerance contradicts a
+   known plan: the MIP is solved again with presolve off, and if the bound stays below, that is
+   a solver failure (`SolverError`), never clamped away.
+2. `cut_at_mip_shares`: compute Q and its prices at the MIP's shares (models/problem/transport.py)
+   and add the cut (11) that is tight there, if the MIP's quality exceeds Q there: a new cut.
+3. `evaluate_candidate`: the first time a (setup, segments) pair comes up, solve the routing LP on
+   exactly that setup, with each non-convex curve held to the MIP's own segment
+   (models/methods/routing.py). Its optimum is a feasible plan (a lower bound) and its prices give
+   the cut tight at its shares. If the LP is infeasible, the MIP met the target only within its
+   tolerance there: a no-good cut excludes exactly that pair.
+4. Stop when the relative gap between bound and incumbent is within `mip_gap` (at least
+   GAP_FLOOR, the MIP's tolerance: no smaller gap can be claimed), or the time limit passes. A
+   round that adds no new candidate and whose MIP solution (shares and quality, to 1e-9) came up
+   before, so that the cut added at it did not cut it off, cannot change the next round (a stall):
+   the loop stops and reports the gap it has, never loops silently.
+
+With the per-prompt formulation (12) the MIP's quality is Q itself: one round does it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+
+from models.methods.routing import SetupRouting, solve_routing_lp
+from models.problem.instance import Instance, Option
+from models.problem.progress import Progress
+from models.problem.setup import Placement, Setup
+from models.problem.solver import DeadlinePassed, SolverError, make_solver, remaining, solve_model
+from models.problem.tolerances import GAP_FLOOR
+from models.problem.transport import Prompts, best_routing
+
+CUT_SCALE = 1e4  # cut rows are scaled so that HiGHS's feasibility tolerance (1e-7) is 1e-11 in quality
+CUT_TOL = 1e-9  # relative: a MIP quality above Q by more than this makes the cut at its shares a new one
+
+Segments = dict  # model index -> the segment of its non-convex curve that holds its share
+
+
+class MipInfeasible(Exception):
+    """The MIP has no solution and no plan is known: the instance is infeasible."""
+
+
+@dataclass(frozen=True, eq=False)
+class SetupCandidate:
+    """A plan in the making: a setup with its placement and its routing LP's optimum."""
+
+    setup: Setup
+    placement: Placement
+    routing: SetupRouting
+
+    @property
+    def quality(self) -> float:
+        return self.routing.quality
+
+
+def add_quality_cut(m: pyo.ConcreteModel, prompts: Prompts, prices: np.ndarray) -> None:
+    """(11) for these prices: tight at every share vector they route to."""
+    constant = prompts.bound(prices)
+    m.quality_cuts.add(CUT_SCALE * m.quality <= CUT_SCALE * (
+        constant + sum(float(a) * m.w[i] for i, a in zip(m.MODELS, prices))))
+
+
+def seed_cuts(m: pyo.ConcreteModel, prompts: Prompts, n_models: int) -> None:
+    """Cuts at every model alone and at equal shares: enough to bound the first MIP sensibly."""
+    for shares in np.vstack([np.eye(n_models), np.full(n_models, 1 / n_models)]):
+        add_quality_cut(m, prompts, best_routing(prompts, shares).prices)
+
+
+def exclude(m: pyo.ConcreteModel, setup: Setup, segments: Segments) -> None:
+    """A no-good cut: the MIP may not choose exactly this option (or none) for every model, with these
+    segments of its non-convex curves, again."""
+    names = list(m.MODELS)
+    chosen = [(name, o.tp, o.mps_pct) for name, o in zip(names, setup) if o is not None]
+    undeployed = {name for name, o in zip(names, setup) if o is None}
+    picked = [(names[k], setup[k].tp, setup[k].mps_pct, segment) for k, segment in segments.items()]
+    m.excluded.add(
+        sum(m.choose[c] for c in chosen) + sum(m.seg[s] for s in picked)
+        - sum(m.choose[c] for c in m.CHOICES if c[0] in undeployed) <= len(chosen) + len(picked) - 1)
+
+
+def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement]:
+    """The setup and a placement of the MIP's current solution (in either placement form)."""
+    choices = list(m.CHOICES)
+    chosen = {c[0]: c for c in choices if m.choose[c].value > 0.5}
+    setup = tuple(Option(chosen[i][1], chosen[i][2]) if i in chosen else None for i in m.MODELS)
+    if hasattr(m, "place"):
+        gpus = {c: tuple(g for g in m.GPUS if m.place[c, g].value > 0.5) for c in chosen.values()}
+    else:
+        gpus = pattern_gpus(m, choices, set(chosen.values()))
+    return setup, tuple(gpus.get(chosen.get(i), ()) for i in m.MODELS)
+
+
+def pattern_gpus(m: pyo.ConcreteModel, choices: list, chosen: set) -> dict:
+    """GPU numbers for the pattern counts: patterns in order, each on its count of consecutive GPUs; each
+    chosen option takes the first tp GPUs whose pattern holds it (a pattern holds at most one shard of a
+    model, so they are distinct, and a subset of a pattern fits its GPU)."""
+    gpus = {c: [] for c in chosen}
+    g = 0
+    for p in m.PATTERNS:
+        for _ in range(round(m.gpus_with[p].value)):
+            for k in m.pattern_choices[p]:
+                c = choices[k]
+                if c in chosen and len(gpus[c]) < c[1]:
+                    gpus[c].append(g)
+            g += 1
+    return {c: tuple(found) for c, found in gpus.items()}
+
+
+def mip_segments(m: pyo.ConcreteModel) -> Segments:
+    """The segment the MIP chose for each deployed model with a non-convex curve."""
+    names = list(m.MODELS)
+    return {names.index(s[0]): s[3] for s in m.NONCONVEX_SEGMENTS if m.seg[s].value > 0.5}
+
+
+def mip_shares(m: pyo.ConcreteModel) -> np.ndarray:
+    shares = np.clip([pyo.value(m.w[i]) for i in m.MODELS], 0, None)
+    return shares / shares.sum()
+
+
+class CutLoop:
+    """The loop of the module docstring on a built MIP `m`."""
+
+    def __init__(self, m: pyo.ConcreteModel, solver, instance: Instance, prompts: Prompts, mip_gap: float,
+                 deadline: float | None, progress: bool = False):
+        self.m, self.solver, self.instance, self.prompts = m, solver, instance, prompts
+        self.mip_gap = max(mip_gap, GAP_FLOOR)
+        self.deadline = deadline
+        self.progress = Progress(None, "exact", unit="round", enabled=progress)
+        self.with_cuts = hasattr(m, "quality_cuts")
+        self.incumbent: SetupCandidate | None = None
+        self.bound = math.inf
+        self.evaluated: dict[tuple, SetupCandidate | None] = {}
+        self.rounds = self.cuts = 0
+        self.prices: np.ndarray | None = None  # Q's prices at the last MIP shares: the next window's center
+        self.points: set[tuple] = set()  # the MIP solutions seen: shares and quality, rounded
+        self.stop_reason = ""
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        if self.with_cuts:
+            seed_cuts(self.m, self.prompts, len(self.instance.models))
+        try:
+            while not self.finished():
+                status = self.solve_mip()
+                if status is None:
+                    break
+                new_point = self.remember_point()
+                if self.with_cuts:
+                    self.cut_at_mip_shares()
+                new_candidate = self.evaluate_candidate()
+                self.report()
+                if status == "time_limit":
+                    self.stop_reason = "the time limit passed inside the MIP"
+                    break
+                if not self.with_cuts:
+                    break
+                if not new_point and not new_candidate and not self.finished():
+                    self.stop_reason = ("stalled: the MIP returned a solution it had returned before, the cut at "
+                                        "it had not cut it off, and it brought no new candidate")
+                    break
+        except DeadlinePassed:
+            self.stop_reason = "the time limit passed in a routing LP"
+        finally:
+            self.progress.close()
+
+    def finished(self) -> bool:
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.stop_reason = self.stop_reason or "the time limit passed"
+            return True
+        return self.incumbent is not None and self.gap() <= self.mip_gap
+
+    # ---------------------------------------------------------------- the steps
+
+    def solve_mip(self) -> str | None:
+        """Step 1: the MIP's status (`optimal` or `time_limit`), or None when it has no solution in time."""
+        if self.deadline is not None:
+            self.solver.config.time_limit = max(remaining(self.deadline), 0.01)
+        result = solve_model(self.m, self.solver)
+        self.rounds += 1
+        if result.status == "infeasible":
+            if self.incumbent is None:
+                raise MipInfeasible()
+            self.bound = min(self.bound, self.incumbent.quality)  # every other candidate is excluded
+            self.stop_reason = "every other setup is excluded"
+            return None
+        if result.bound is not None:
+            self.check_bound(result.bound)
+            self.bound = min(self.bound, result.bound)
+        return result.status if result.has_solution else None
+
+    def check_bound(self, bound: float) -> None:
+        """A bound below the incumbent beyond the MIP's tolerance is wrong: solve once more with presolve off,
+        then fail loudly."""
+        if self.incumbent is None or bound >= self.incumbent.quality - GAP_FLOOR * abs(self.incumbent.quality):
+            return
+        retry = make_solver(time_limit=self.solver.config.time_limit, mip_gap=self.solver.config.mip_gap)
+        retry.highs_options = {**self.solver.highs_options, "presolve": "off"}
+        again = solve_model(self.m, retry)
+        if again.bound is None or again.bound < self.incumbent.quality - GAP_FLOOR * abs(self.incumbent.quality):
+            raise SolverError(f"exact: HiGHS proved a bound of {bound:.9f} (and {again.bound} with presolve off), "
+                              f"below the quality {self.incumbent.quality:.9f} of a plan it admits; its bound cannot "
+                              "be trusted")
+
+    def remember_point(self) -> bool:
+        """Whether the MIP's solution (shares and quality, to 1e-9) is a new one."""
+        point = (*np.round(mip_shares(self.m), 9), round(pyo.value(self.m.quality), 9))
+        new = point not in self.points
+        self.points.add(point)
+        return new
+
+    def cut_at_mip_shares(self) -> None:
+        """Step 2: the cut tight at the MIP's shares, if it cuts off the MIP's solution."""
+        at_shares = best_routing(self.prompts, mip_shares(self.m), self.prices)
+        self.prices = at_shares.prices
+        if pyo.value(self.m.quality) > at_shares.quality + CUT_TOL * max(1.0, abs(at_shares.quality)):
+            add_quality_cut(self.m, self.prompts, at_shares.prices)
+            self.cuts += 1
+
+    def evaluate_candidate(self) -> bool:
+        """Step 3: the routing LP on the MIP's (setup, segments), the first time they come up."""
+        setup, placement = mip_setup(self.m)
+        segments = mip_segments(self.m)
+        key = (setup, tuple(sorted(segments.items())))
+        if key in self.evaluated:
+            return False
+        prices = self.prices if self.prices is not None else np.zeros(len(setup))
+        routing = solve_routing_lp(self.instance, setup, mip_shares(self.m), prices, segments=segments,
+                                   deadline=self.deadline)
+        if routing is None:
+            self.evaluated[key] = None
+            exclude(self.m, setup, segments)
+            return True
+        candidate = SetupCandidate(setup, placement, routing)
+        self.evaluated[key] = candidate
+        if self.with_cuts:  # the cut tight at the setup's best shares (its prices for every model)
+            add_quality_cut(self.m, self.prompts, best_routing(self.prompts, routing.shares, self.prices).prices)
+            self.cuts += 1
+        if self.incumbent is None or candidate.quality > self.incumbent.quality:
+            self.incumbent = candidate
+        return True
+
+    # ---------------------------------------------------------------- what it found
+
+    def gap(self) -> float:
+        """The relative gap between the bound and the incumbent, as it is (negative if the bound is below)."""
+        if self.incumbent is None:
+            return math.inf
+        return (self.bound - self.incumbent.quality) / max(abs(self.incumbent.quality), 1e-12)
+
+    def reported_gap(self) -> float:
+        """The gap a plan reports: at least GAP_FLOOR, since the MIP's bound is no more precise."""
+        return max(self.gap(), GAP_FLOOR)
+
+    def status(self) -> str:
+        return "optimal" if self.gap() <= self.mip_gap else "time_limit"
+
+    def report(self) -> None:
+        best = f"{self.incumbent.quality:.7f}" if self.incumbent else "-"
+        self.progress.update(note=f"bound {self.bound:.7f}, best {best}, gap {self.gap():.2e}, {self.cuts} cuts")
+
+    def notes(self) -> dict:
+        notes = {"mip_rounds": self.rounds, "cuts": self.cuts, "setups_evaluated": len(self.evaluated)}
+        if self.incumbent is not None:
+            notes["routing_window_rows"] = self.incumbent.routing.window_rows
+        if self.stop_reason and self.status() != "optimal":
+            notes["stopped"] = self.stop_reason
+        return notes
+
+    def summary(self) -> str:
+        """One line on the best plan so far, for an interrupted solve."""
+        if self.incumbent is None:
+            return "no plan found yet; nothing written"
+        return (f"best plan so far quality {self.incumbent.quality:.6f}, bound {self.bound:.6f}, "
+                f"gap {self.reported_gap():.2e}; nothing written")
