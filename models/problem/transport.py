@@ -64,6 +64,8 @@ MOVE_TOL = 1e-9  # prompts: a pair move below this is LP round-off, not a move
 LP_TOL = 1e-10  # primal and dual feasibility tolerance of the window LP
 GROWTH = 2.0  # rows that join for a pair carry this many times the load it moved
 MIN_JOIN = 8  # and at least this many rows
+COARSE_SAMPLE = 50_000  # rows the smoothing sees at its coarse temperatures
+NEAR_SPAN = 30.0  # in temperatures: rows farther from a tie count as decided in the smoothing
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,18 +208,45 @@ class FixedRows:
 def smoothed_prices(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Approximate optimal prices: minimize T (1/N) sum_r c_r logsumexp((s_r - alpha)/T) + alpha.w
     by damped Newton steps at T = 1e-1, 1e-2, 1e-3, or at 1e-3 alone from `start` (alpha[0] stays
-    fixed); then the last temperature. The window LP makes the answer exact, so rough prices only cost
-    a wider window."""
+    fixed); returns them and the last temperature. The window LP makes the answer exact, so rough
+    prices only cost a wider window, and two shortcuts cost nothing in exactness: the coarse
+    temperatures see an evenly spaced sample of at most COARSE_SAMPLE rows, and at the last one a row
+    whose margin exceeds NEAR_SPAN T counts as sent wholly to its best model (its softmax weight on
+    any other is below e^-NEAR_SPAN), so Newton's steps only touch the rows near a tie."""
     weights = prompts.counts / prompts.prompt_count
     alpha = np.zeros(len(shares)) if start is None else start - start[0]
     temperatures = (1e-1, 1e-2, 1e-3) if start is None else (1e-3,)
     for temperature in temperatures:
+        coarse = temperature > temperatures[-1]
+        stride = max(1, -(-len(weights) // COARSE_SAMPLE)) if coarse else 1
+        rows, row_weights = prompts.rows[::stride], weights[::stride]
+        near = NearRows.select(rows, row_weights / row_weights.sum(), shares, alpha, temperature)
         for _ in range(12):
-            step = newton_step(prompts.rows, weights, shares, alpha, temperature)
+            step = newton_step(near.rows, near.weights, near.shares, alpha, temperature)
             if step is None:
                 break
             alpha = alpha + step
+            if np.max(np.abs(alpha - near.center)) > NEAR_SPAN * temperature / 6:
+                near = NearRows.select(rows, row_weights / row_weights.sum(), shares, alpha, temperature)
     return alpha, temperatures[-1]
+
+
+@dataclass(frozen=True, eq=False)
+class NearRows:
+    """The rows within NEAR_SPAN T of a tie at the prices `center`, and the shares left for them once
+    every other row goes wholly to its best model."""
+
+    rows: np.ndarray
+    weights: np.ndarray
+    shares: np.ndarray
+    center: np.ndarray
+
+    @classmethod
+    def select(cls, rows, weights, shares, center, temperature) -> "NearRows":
+        best, margin = best_models(rows, center)
+        near = margin <= NEAR_SPAN * temperature
+        far_load = np.bincount(best[~near], weights=weights[~near], minlength=len(shares))
+        return cls(rows[near], weights[near], shares - far_load, center.copy())
 
 
 def newton_step(rows, weights, shares, alpha, temperature) -> np.ndarray | None:
