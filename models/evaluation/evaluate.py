@@ -34,12 +34,12 @@ its LP whole (one row per prompt and model) took HiGHS 17.7 s of CPU at
        min (1/N) (S_F + sum_r c_r u_r) + sum_i (w[i] - F_i / N) alpha[i]
        s.t. u_r + alpha[i] >= s[r,i]  (window rows r, models i),  |alpha_i - c_i| <= rho.
 
-   HiGHS solves it (dual simplex; a few thousand rows). Its row duals
+   HiGHS solves it (simplex; a few thousand rows). Its row duals
    lambda[r,i] are a routing of the window, (1/N) c_r y[r,i]. If that routing,
    with the fixed prompts at their models, gives every model its share w (the
    box constraints have no dual), the prices minimize D over the box and, D
    being convex, everywhere. Otherwise the box binds: a box REGION_GROWTH
-   times larger around the LP's prices follows (D decreases at each step).
+   times larger around the LP's prices follows (D does not increase).
 3. Certificate. The routing of step 2 is feasible for Q(w) to within
    CERTIFICATE_SHARE_TOL in every share, and its quality is compared with
    D(alpha) computed over all prompts: the gap must be at most
