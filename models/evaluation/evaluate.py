@@ -11,14 +11,43 @@ Quality is the value of the transportation problem at the plan's shares,
     Q(w) = max (1/N) sum_x sum_i s[x,i] y[x,i]
            s.t. sum_i y[x,i] = 1 (all x),  (1/N) sum_x y[x,i] = w[i] (all i),  y >= 0,
 
-computed exactly through its LP dual, which has one variable per distinct
-score row and one price per model:
+computed exactly through its dual over the models with a positive share
+(the others get no traffic), in the prices alpha alone:
 
-    Q(w) = min (1/N) sum_r c_r u_r + sum_i w[i] alpha[i]
-           s.t. u_r + alpha[i] >= s[r,i]  (all distinct rows r, models i),
+    Q(w) = min_alpha D(alpha),   D(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]) + sum_i w[i] alpha[i].
 
-where c_r counts the prompts with score row r. HiGHS solves it (interior
-point with crossover, which scales far better here than simplex on the primal).
+D is convex and piecewise linear, and D(alpha) >= Q(w) for every alpha. Solving
+its LP whole (one row per prompt and model) took HiGHS 17.7 s of CPU at
+300,000 prompts (interior point; simplex did not finish in 120 s). Instead:
+
+1. Coordinate prices. D restricted to one price alpha_i is minimized exactly
+   where at most w[i] N prompts strictly prefer model i and at least w[i] N
+   weakly do: at the (w[i] N)-th largest s[x,i] - max_{j != i}(s[x,j] - alpha_j)
+   (midway to the next one when w[i] N is whole). Sweeps of these updates
+   (Gauss-Seidel, a few dozen at most) give prices close to optimal; on a
+   non-smooth D they may stall short of it, which step 2 repairs.
+2. Trust region. Around a center c, in the box |alpha_i - c_i| <= rho, a
+   prompt whose best model at c leads the second by more than 2 rho keeps it,
+   so there D is exactly the LP over the other prompts (merged into distinct
+   rows r with counts c_r; F_i prompts fixed on model i with total score S_F):
+
+       min (1/N) (S_F + sum_r c_r u_r) + sum_i (w[i] - F_i / N) alpha[i]
+       s.t. u_r + alpha[i] >= s[r,i]  (window rows r, models i),  |alpha_i - c_i| <= rho.
+
+   HiGHS solves it (simplex; a few thousand rows). Its row duals
+   lambda[r,i] are a routing of the window, (1/N) c_r y[r,i]. If that routing,
+   with the fixed prompts at their models, gives every model its share w (the
+   box constraints have no dual), the prices minimize D over the box and, D
+   being convex, everywhere. Otherwise the box binds: a box REGION_GROWTH
+   times larger around the LP's prices follows (D does not increase).
+3. Certificate. The routing of step 2 is feasible for Q(w) to within
+   CERTIFICATE_SHARE_TOL in every share, and its quality is compared with
+   D(alpha) computed over all prompts: the gap must be at most
+   CERTIFICATE_GAP_TOL (weak duality makes Q(w) lie between them). The value
+   returned is D(alpha).
+
+This shares no code, and no algorithm, with the planner's transportation
+solver (smoothed prices, then a primal window LP with moves between models).
 
 Capacity (5) is checked against (1 - headroom) r_K (SPEC 4.1). When the plan
 publishes its routing (SPEC 4.3), the evaluator applies that rule to every
@@ -46,6 +75,14 @@ MEMORY_TOL_GB = 1e-6
 REPORT_TOL = 1e-6  # reported quality and mean TTFT against the evaluated ones (relative)
 ROUTING_SHARE_TOL = 1e-9  # SPEC 4.3: the published rule gives every model its share within this
 MARGIN_TOL = 1e-9  # reported smallest margin against the evaluated one (absolute, score units)
+COORDINATE_SWEEPS = 30  # at most, of the coordinate minimization of the dual
+WINDOW_PROMPTS = 500  # the first trust region lets about this many prompts per model change model
+MIN_RADIUS = 1e-7  # score units
+REGION_GROWTH = 4.0  # a trust region whose box binds is followed by one this much larger, around its optimum
+MAX_REGIONS = 30
+LP_TOL = 1e-10  # primal and dual feasibility tolerance of the trust-region LP
+CERTIFICATE_SHARE_TOL = 1e-9  # the LP's routing gives every model its share within this
+CERTIFICATE_GAP_TOL = 1e-9  # D(alpha) - quality of that routing (score units)
 
 
 @dataclass(frozen=True)
@@ -241,37 +278,141 @@ def latency_table(instance: Instance, entries, shares, violations: list[Violatio
 
 
 def transport_value(scores: np.ndarray, shares: np.ndarray) -> tuple[float, tuple[float, ...]]:
-    """Q(w) and a set of optimal prices alpha, from the transportation LP's dual (see module doc)."""
-    rows, counts = np.unique(np.asarray(scores, dtype=float), axis=0, return_counts=True)
-    n_rows, n_models = rows.shape
-    n_prompts = counts.sum()
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_rows + n_models  # u_r, then alpha_i
-    lp.num_row_ = n_rows * n_models  # u_r + alpha_i >= s[r, i]
-    lp.col_cost_ = np.concatenate([counts / n_prompts, shares])
-    lp.col_lower_ = np.full(lp.num_col_, -highspy.kHighsInf)
-    lp.col_upper_ = np.full(lp.num_col_, highspy.kHighsInf)
-    lp.row_lower_ = rows.ravel()
-    lp.row_upper_ = np.full(lp.num_row_, highspy.kHighsInf)
-    index = np.empty(2 * lp.num_row_, dtype=np.int32)
-    index[0::2] = np.repeat(np.arange(n_rows), n_models)
-    index[1::2] = n_rows + np.tile(np.arange(n_models), n_rows)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.arange(0, 2 * lp.num_row_ + 1, 2, dtype=np.int32)
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = np.ones(2 * lp.num_row_)
+    """Q(w) and a set of optimal prices alpha (module docstring: coordinate prices, then the dual LP in a
+    trust region until its routing has the shares w, certified by the duality gap)."""
+    scores = np.asarray(scores, dtype=float)
+    shares = np.asarray(shares, dtype=float)
+    active = np.flatnonzero(shares > 0)
+    used = scores[:, active]
+    target = shares[active] / shares[active].sum()
+    alpha = coordinate_prices(used, target)
+    radius = None
+    for _ in range(MAX_REGIONS):
+        region = TrustRegion.around(used, alpha, radius)
+        alpha, certified = region.solve(used, target)
+        if certified is not None:
+            return certified, all_prices(scores, active, alpha)
+        radius = REGION_GROWTH * region.radius
+    raise RuntimeError(f"evaluator: the transportation LP's trust region did not reach an optimum in "
+                       f"{MAX_REGIONS} steps")
+
+
+def dual_value(scores: np.ndarray, shares: np.ndarray, alpha: np.ndarray) -> float:
+    """D(alpha) = (1/N) sum_x max_i (s[x,i] - alpha_i) + alpha . w: an upper bound on Q(w) for any alpha."""
+    return float(np.max(scores - alpha, axis=1).mean() + alpha @ shares)
+
+
+def coordinate_prices(scores: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Exact minimization of D along one price at a time, in sweeps: alpha_i becomes the (w_i N)-th
+    largest s[x,i] - max_{j != i} (s[x,j] - alpha_j) (midway to the next when w_i N is whole)."""
+    n, m = scores.shape
+    alpha = np.zeros(m)
+    if m == 1:
+        return alpha
+    for _ in range(COORDINATE_SWEEPS):
+        before = alpha.copy()
+        for i in range(m):
+            others = np.delete(scores - alpha, i, axis=1).max(axis=1)
+            gain = scores[:, i] - others
+            k = shares[i] * n
+            whole = abs(k - round(k)) < 1e-9
+            rank = int(round(k)) if whole else int(np.ceil(k))
+            rank = min(max(rank, 1), n)
+            if whole and rank < n:
+                top = -np.partition(-gain, (rank - 1, rank))[[rank - 1, rank]]
+                alpha[i] = (top[0] + top[1]) / 2
+            else:
+                alpha[i] = -np.partition(-gain, rank - 1)[rank - 1]
+        alpha -= alpha[0]
+        if np.max(np.abs(alpha - before)) < 1e-12:
+            break
+    return alpha
+
+
+@dataclass(frozen=True, eq=False)
+class TrustRegion:
+    """The box |alpha_i - center_i| <= radius, and the prompts whose best model can change inside it:
+    those within 2 radius of a tie at the center. Every other prompt keeps its best model there."""
+
+    center: np.ndarray
+    radius: float
+    window: np.ndarray  # mask over the prompts
+    best: np.ndarray  # each prompt's best model at the center
+
+    @classmethod
+    def around(cls, scores: np.ndarray, center: np.ndarray, radius: float | None) -> "TrustRegion":
+        utility = scores - center
+        best = np.argmax(utility, axis=1)
+        if scores.shape[1] == 1:
+            return cls(center, 1.0, np.zeros(len(scores), dtype=bool), best)
+        top_two = -np.partition(-utility, 1, axis=1)[:, :2]
+        margin = top_two[:, 0] - top_two[:, 1]
+        if radius is None:  # about WINDOW_PROMPTS prompts per model can change their best model
+            rank = min(len(margin), WINDOW_PROMPTS * scores.shape[1]) - 1
+            radius = max(MIN_RADIUS, float(np.partition(margin, rank)[rank]) / 2)
+        return cls(center, radius, margin <= 2 * radius, best)
+
+    def solve(self, scores: np.ndarray, shares: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """The dual LP over the box (module docstring); returns its prices and, when its routing has
+        the shares w and closes the duality gap, Q(w) (else None)."""
+        n, m = scores.shape
+        fixed = ~self.window
+        fixed_load = np.bincount(self.best[fixed], minlength=m) / n
+        fixed_value = float(scores[fixed, self.best[fixed]].sum()) / n
+        rows, counts = np.unique(scores[self.window], axis=0, return_counts=True)
+        r = len(rows)
+        lp = highspy.HighsLp()
+        lp.num_col_ = m + r  # alpha_i, then u_r
+        lp.num_row_ = r * m  # u_r + alpha_i >= s[r, i]
+        lp.col_cost_ = np.concatenate([shares - fixed_load, counts / n])
+        lp.col_lower_ = np.concatenate([self.center - self.radius, np.full(r, -highspy.kHighsInf)])
+        lp.col_upper_ = np.concatenate([self.center + self.radius, np.full(r, highspy.kHighsInf)])
+        lp.row_lower_ = rows.ravel()
+        lp.row_upper_ = np.full(lp.num_row_, highspy.kHighsInf)
+        index = np.empty(2 * lp.num_row_, dtype=np.int32)
+        index[0::2] = m + np.repeat(np.arange(r), m)
+        index[1::2] = np.tile(np.arange(m), r)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.arange(0, 2 * lp.num_row_ + 1, 2, dtype=np.int32)
+        lp.a_matrix_.index_ = index
+        lp.a_matrix_.value_ = np.ones(2 * lp.num_row_)
+        highs = quiet_highs()
+        highs.setOptionValue("primal_feasibility_tolerance", LP_TOL)
+        highs.setOptionValue("dual_feasibility_tolerance", LP_TOL)
+        highs.passModel(lp)
+        highs.run()
+        status = highs.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"evaluator: transportation LP ended with status {highs.modelStatusToString(status)}")
+        solution = highs.getSolution()
+        alpha = np.array(solution.col_value[:m])
+        flow = np.clip(np.array(solution.row_dual).reshape(r, m), 0, None)  # (1/N) c_r y[r,i]
+        flow *= (counts / n / np.maximum(flow.sum(axis=1), 1e-300))[:, None]  # every row routed in full
+        routed = fixed_load + flow.sum(axis=0)
+        if np.max(np.abs(routed - shares)) > CERTIFICATE_SHARE_TOL:
+            return alpha, None  # a price sits on the box: the optimum lies beyond it
+        routing_value = fixed_value + float((flow * rows).sum())
+        bound = dual_value(scores, shares, alpha)
+        if bound - routing_value > CERTIFICATE_GAP_TOL:
+            return alpha, None
+        return alpha, bound
+
+
+def all_prices(scores: np.ndarray, active: np.ndarray, alpha: np.ndarray) -> tuple[float, ...]:
+    """Prices of every model from the active ones': a model with no share is priced so that no prompt
+    prefers it, alpha_i = max_x (s[x,i] - max_{j active} (s[x,j] - alpha_j)); the lowest is 0."""
+    utility = np.max(scores[:, active] - alpha, axis=1)
+    prices = np.max(scores - utility[:, None], axis=0)
+    prices[active] = alpha
+    return tuple(prices - prices.min())
+
+
+def quiet_highs() -> highspy.Highs:
     with capture_output(io.StringIO(), capture_fd=True):  # HiGHS prints a banner when it starts
         highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("solver", "ipm")
     highs.setOptionValue("random_seed", 0)
-    highs.passModel(lp)
-    highs.run()
-    status = highs.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"evaluator: transportation LP ended with status {highs.modelStatusToString(status)}")
-    alpha = np.array(highs.getSolution().col_value[n_rows:])
-    return float(highs.getInfo().objective_function_value), tuple(alpha - alpha.min())
+    return highs
 
 
 def report_mismatches(plan: dict, quality: float | None, mean_ttft: float) -> list[str]:

@@ -224,7 +224,7 @@ class CutLoop:
 
     def cut_at_mip_shares(self) -> None:
         """Step 2: the cut tight at the MIP's shares, if it cuts off the MIP's solution."""
-        at_shares = best_routing(self.prompts, mip_shares(self.m), self.prices)
+        at_shares = best_routing(self.prompts, mip_shares(self.m), self.prices, deadline=self.deadline)
         self.prices = at_shares.prices
         if pyo.value(self.m.quality) > at_shares.quality + CUT_TOL * max(1.0, abs(at_shares.quality)):
             add_quality_cut(self.m, self.prompts, at_shares.prices)
@@ -247,7 +247,8 @@ class CutLoop:
         candidate = SetupCandidate(setup, placement, routing)
         self.evaluated[key] = candidate
         if self.with_cuts:  # the cut tight at the setup's best shares (its prices for every model)
-            add_quality_cut(self.m, self.prompts, best_routing(self.prompts, routing.shares, self.prices).prices)
+            at_best = best_routing(self.prompts, routing.shares, self.prices, deadline=self.deadline)
+            add_quality_cut(self.m, self.prompts, at_best.prices)
             self.cuts += 1
         if self.incumbent is None or candidate.quality > self.incumbent.quality:
             self.incumbent = candidate

@@ -3,13 +3,17 @@
 Data      a fixed setup: deployed models i with curve pieces (slope a[i,k],
           intercept b[i,k] of H_i on segment k) and capacity share cap[i];
           window rows r with counts c_r and scores s[r,i]; every other
-          prompt is fixed to a model: F[i] prompts with total score S_F.
+          prompt is fixed to a model b(r): F[i] prompts with total score S_F,
+          and D[i,j] = max over the fixed rows of i of s[r,j] - s[r,i], the
+          best gain of moving a fixed prompt from i to j.
 Variables y[r,i] >= 0   fraction of window row r sent to model i
+          x[i,j] >= 0   fixed prompts moved from model i to model j (pairs with fixed rows on i)
           w[i] in [0, cap[i]]   share of model i
           h[i] >= 0     model i's contribution to mean TTFT (ms)
-Objective max (S_F + sum_{r,i} c_r s[r,i] y[r,i]) / N
+Objective max (S_F + sum_{r,i} c_r s[r,i] y[r,i] + sum_{i,j} D[i,j] x[i,j]) / N
 (1) sum_i y[r,i] = 1                       every window prompt is routed
-(2) w[i] = (F[i] + sum_r c_r y[r,i]) / N   share; its dual is the price alpha[i]
+(2) w[i] = (F[i] + sum_r c_r y[r,i] - sum_j x[i,j] + sum_j x[j,i]) / N
+                                           share; its dual is the price alpha[i]
 (3) h[i] >= a[i,k] w[i] + b[i,k]           H_i's epigraph: every segment of a convex curve,
                                            or the one segment w[i] is held to on a non-convex one
 (4) sum_i h[i] <= tau                      the SLO
@@ -22,11 +26,21 @@ Marginal values (envelope theorem, from the LP's duals at the optimum):
   (capacity r_K / lam, segment ends). Hence d/d lam = sum_k dual_k b_k / lam
   - sum over such active bounds of reduced cost x bound / lam.
 
-Fixing prompts is exact once certified: with the LP's prices alpha, every
-fixed prompt's model must still maximize s[x,i] - alpha[i]. Then the LP's
-primal and dual extend to an optimal pair for the LP over all prompts
-(complementary slackness), so its value is the best quality on this setup
-(on these segments). Otherwise the window widens and the LP is solved again.
+Fixing prompts is exact once certified. The moves x make the LP a relaxation
+of the LP over all prompts (any routing of the fixed prompts maps onto
+moves at a gain of at most D), so an infeasible LP means the setup cannot
+meet the SLO; and the dual of x[i,j], alpha_j - alpha_i >= D[i,j], keeps every
+fixed prompt's model a best one at the LP's prices. When the optimum moves
+nothing, the fixed prompts at their models and the window's y route every
+prompt at the relaxation's value: that is the optimum over all prompts (on
+these segments), and with the prices alpha every fixed prompt's model still
+maximizes s[x,i] - alpha[i] (complementary slackness, checked row by row).
+When it moves load from i to j, the fixed rows of i most drawn to j join
+the window and the LP is solved again; rows only join, so this ends.
+Without x (as this module first did) a window too narrow for the hint's
+prices made the LP infeasible and the window widened by factors of 4, or
+left the prices free over a wide interval, and every fixed row they crossed
+joined at once (at 12 models, windows of tens of thousands of rows).
 """
 
 from __future__ import annotations
@@ -39,9 +53,10 @@ import pyomo.environ as pyo
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
 from models.problem.setup import Setup
-from models.problem.solver import remaining, solve_model
-from models.problem.transport import Prompts, best_at, best_models
+from models.problem.solver import DeadlinePassed, make_solver, remaining, solve_model
+from models.problem.transport import FixedRows, Prompts, best_at, best_models
 
+MOVE_TOL = 1e-9  # prompts: a move below this is LP round-off, not a move
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,12 +83,16 @@ def build_routing_lp(
     fixed_load: np.ndarray,
     fixed_value: float,
     segments: dict[int, int],
+    gains: np.ndarray | None = None,
 ) -> pyo.ConcreteModel:
     """The LP of the module docstring; `rows` are window rows over the deployed models, `segments`
-    holds the segment of each deployed model with a non-convex curve."""
+    holds the segment of each deployed model with a non-convex curve, `gains` is D over the deployed
+    models (-inf where there is no move; None: no moves, as when every row is in the window)."""
     deployed = deployed_models(setup)
     pieces = {i: option_pieces(instance, instance.models[i], setup[i]) for i in deployed}
     n = instance.prompt_count
+    gains = np.full((len(deployed), len(deployed)), -np.inf) if gains is None else gains
+    pairs = [(deployed[a], deployed[b]) for a, b in np.argwhere(np.isfinite(gains))]
 
     def epigraph_segments(i):
         return [segments[i]] if i in segments else range(len(pieces[i].slopes))
@@ -83,11 +102,14 @@ def build_routing_lp(
     m.ROWS = pyo.RangeSet(0, len(counts) - 1, doc="window rows")
     m.PIECES = pyo.Set(dimen=2, initialize=[(i, k) for i in deployed for k in epigraph_segments(i)],
                        doc="segments of H in the epigraph")
+    m.PAIRS = pyo.Set(dimen=2, initialize=pairs, doc="(i, j): fixed prompts of i may move to j")
     m.count = pyo.Param(m.ROWS, initialize=lambda m, r: float(counts[r]), doc="prompts in row r")
     m.score = pyo.Param(m.ROWS, m.MODELS, initialize=lambda m, r, i: float(rows[r, deployed.index(i)]),
                         doc="predicted quality s[r,i]")
     m.fixed_load = pyo.Param(m.MODELS, initialize=lambda m, i: float(fixed_load[deployed.index(i)]),
                              doc="prompts fixed to model i")
+    m.gain = pyo.Param(m.PAIRS, initialize=lambda m, i, j: float(gains[deployed.index(i), deployed.index(j)]),
+                       doc="D[i,j]: best gain of moving a fixed prompt from i to j")
     m.slope = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].slopes[k]), doc="ms per unit share")
     m.intercept = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].intercepts[k]), doc="ms")
 
@@ -109,6 +131,7 @@ def build_routing_lp(
     m.upper_scales = pyo.Param(m.MODELS, initialize=lambda m, i: bounds_scale_with_load(m, i)[1],
                                doc="1 if the share's upper bound is a profiled load over lam")
     m.y = pyo.Var(m.ROWS, m.MODELS, within=pyo.NonNegativeReals, doc="fraction of row r sent to model i")
+    m.move = pyo.Var(m.PAIRS, within=pyo.NonNegativeReals, doc="fixed prompts moved from i to j")
     m.share = pyo.Var(m.MODELS, bounds=share_bounds, doc="routing share w[i]")
     m.contribution = pyo.Var(m.MODELS, within=pyo.NonNegativeReals, doc="H_i(w[i]), ms")
 
@@ -118,7 +141,8 @@ def build_routing_lp(
 
     @m.Constraint(m.MODELS, doc="(2) share definition; dual = routing price")
     def share_definition(m, i):
-        return m.share[i] == (m.fixed_load[i] + sum(m.count[r] * m.y[r, i] for r in m.ROWS)) / n
+        moved = sum(m.move[j, k] for j, k in m.PAIRS if k == i) - sum(m.move[j, k] for j, k in m.PAIRS if j == i)
+        return m.share[i] == (m.fixed_load[i] + sum(m.count[r] * m.y[r, i] for r in m.ROWS) + moved) / n
 
     @m.Constraint(m.PIECES, doc="(3) TTFT contribution epigraph")
     def epigraph(m, i, k):
@@ -129,7 +153,8 @@ def build_routing_lp(
         return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms
 
     m.quality = pyo.Objective(
-        expr=(fixed_value + sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS)) / n,
+        expr=(fixed_value + sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS)
+              + sum(m.gain[p] * m.move[p] for p in m.PAIRS)) / n,
         sense=pyo.maximize, doc="mean predicted quality")
     return m
 
@@ -140,29 +165,47 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint,
 
     The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
     be close to the setup's optimal shares. Each non-convex curve is held to `segments[model]`, or by
-    default to the segment holding `shares_hint`. Fixed rows that fail the certificate join the window;
-    when the fixed rows make the LP infeasible, the window widens. It only grows, so at the latest it
-    holds every row. `DeadlinePassed` when the time limit (a perf_counter value) passes between solves."""
+    default to the segment holding `shares_hint`. Fixed rows that the LP moves join the window (module
+    docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed` is raised once it
+    passes (checked before every LP, and HiGHS gets the time left)."""
     deployed = deployed_models(setup)
     prompts = Prompts.merge(instance.scores[:, deployed])
     if segments is None:
         segments = nonconvex_segments(instance, setup, shares_hint)
     center = np.asarray(prices_hint, dtype=float)[deployed]
     best, margin = best_models(prompts.rows, center)
-    window = 1e-6
-    inside = margin <= window
+    inside = margin <= initial_window(margin, len(deployed))
     while True:
-        remaining(deadline)
-        routing, violated = window_routing(instance, setup, prompts, inside, best, segments)
-        if routing is not None:
-            return routing
-        if violated is not None:
-            inside |= violated
-        elif inside.all():
+        fixed = FixedRows.of(prompts, best, ~inside)
+        m = window_routing_lp(instance, setup, prompts, inside, fixed, segments, remaining(deadline))
+        if m is None:
             return None
-        else:
-            window = max(4 * window, float(np.min(margin[~inside])))
-            inside |= margin <= window
+        moves = np.array([m.move[p].value for p in m.PAIRS])
+        moved = moves > MOVE_TOL
+        if moved.any():
+            inside |= fixed.drawn_rows(prompts, move_matrix(m, deployed, moves), move_matrix(m, deployed, moved))
+            continue
+        prices = np.array([-m.dual[m.share_definition[i]] for i in deployed])
+        violated = ~inside & ~best_at(prompts.rows, best, prices)
+        if violated.any():  # round-off beyond the certificate's tolerance: solve again with those rows
+            inside |= violated
+            continue
+        return setup_routing(m, instance, setup, prices, int(inside.sum()))
+
+
+def initial_window(margin: np.ndarray, models: int) -> float:
+    """Rows this close to a tie at the hint's prices start in the window: a few per model."""
+    if not len(margin):
+        return 0.0
+    return max(1e-6, 2 * float(np.quantile(margin, min(1.0, 4 * models / len(margin)))))
+
+
+def move_matrix(m: pyo.ConcreteModel, deployed: list[int], values: np.ndarray) -> np.ndarray:
+    """Per-pair values over m.PAIRS as a matrix over the deployed models."""
+    matrix = np.zeros((len(deployed), len(deployed)), dtype=values.dtype)
+    for (i, j), value in zip(m.PAIRS, values):
+        matrix[deployed.index(i), deployed.index(j)] = value
+    return matrix
 
 
 def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, int]:
@@ -174,31 +217,30 @@ def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, in
     return segments
 
 
-def window_routing(instance, setup, prompts: Prompts, inside, best, segments):
-    """Solve the LP with rows outside the window fixed to `best`. Returns (routing, None) once certified,
-    (None, the fixed rows that fail the certificate) if not, and (None, None) if the LP is infeasible."""
-    deployed = deployed_models(setup)
-    outside = ~inside
-    fixed_load = np.bincount(best[outside], weights=prompts.counts[outside], minlength=len(deployed))
-    fixed_value = float(prompts.counts[outside] @ prompts.rows[outside, best[outside]])
-    m = build_routing_lp(instance, setup, prompts.rows[inside], prompts.counts[inside], fixed_load, fixed_value,
-                         segments)
+def window_routing_lp(instance, setup, prompts: Prompts, inside, fixed: FixedRows, segments,
+                      time_limit: float | None) -> pyo.ConcreteModel | None:
+    """Build and solve the LP with rows outside the window fixed; the solved model, or None if it is
+    infeasible (then so is the LP over all prompts: it is a relaxation)."""
+    fixed_value = float(prompts.counts[fixed.rows] @ prompts.rows[fixed.rows, fixed.model])
+    m = build_routing_lp(instance, setup, prompts.rows[inside], prompts.counts[inside], fixed.load, fixed_value,
+                         segments, fixed.gains)
     m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     m.rc = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-    result = solve_model(m, tight_lp=True)
-    if result.status != "optimal":
-        return None, None
-    prices = np.array([-m.dual[m.share_definition[i]] for i in deployed])
-    violated = outside & ~best_at(prompts.rows, best, prices)
-    if violated.any():
-        return None, violated
+    result = solve_model(m, make_solver(time_limit=time_limit, tight_lp=True))
+    if result.status == "time_limit":
+        raise DeadlinePassed("the time limit passed in the routing LP")
+    return m if result.status == "optimal" else None
+
+
+def setup_routing(m: pyo.ConcreteModel, instance: Instance, setup: Setup, prices: np.ndarray,
+                  window_rows: int) -> SetupRouting:
+    deployed = deployed_models(setup)
     shares = np.zeros(len(setup))
     shares[deployed] = [m.share[i].value for i in deployed]
     all_prices = np.full(len(setup), np.nan)
     all_prices[deployed] = prices
-    routing = SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, int(inside.sum()),
-                           *marginal_values(m, instance.arrival_rate_rps))
-    return routing, None
+    return SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, window_rows,
+                        *marginal_values(m, instance.arrival_rate_rps))
 
 
 def marginal_values(m: pyo.ConcreteModel, lam: float) -> tuple[float, float]:
