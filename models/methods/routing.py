@@ -197,7 +197,7 @@ def initial_window(margin: np.ndarray, models: int) -> float:
     """Rows this close to a tie at the hint's prices start in the window: a few per model."""
     if not len(margin):
         return 0.0
-    return max(1e-6, 2 * float(np.quantile(margin, min(1.0, 4 * models / len(margin)))))
+    return max(1e-6, 2 * float(np.quantile(margin, min(1.0, 4 * models / len(margin)), method="lower")))
 
 
 def move_matrix(m: pyo.ConcreteModel, deployed: list[int], values: np.ndarray) -> np.ndarray:

@@ -164,7 +164,7 @@ def routing_on(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None,
 def initial_window(margin: np.ndarray, models: int, temperature: float) -> float:
     """Rows within this margin of a tie at the smoothed prices start in the window: about a few rows per
     model, and every row the smoothing at `temperature` leaves undecided."""
-    few = 2 * float(np.quantile(margin, min(1.0, 4 * models / len(margin))))
+    few = 2 * float(np.quantile(margin, min(1.0, 4 * models / len(margin)), method="lower"))
     return max(1e-9, few, temperature / 2)
 
 
