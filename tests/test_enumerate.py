@@ -3,7 +3,8 @@
 import pytest
 
 from conftest import edit
-from models.methods.brute_force import TooLarge, check_size, solve_enumerate
+from models.methods.brute_force import check_size, solve_enumerate
+from models.problem.plan import TooLarge
 from models.evaluation.evaluate import evaluate_plan
 from models.problem.instance import Option, load_instance
 from models.problem.plan import Infeasible
@@ -38,6 +39,5 @@ def test_no_placement_is_infeasible(tiny_copy):
 
 
 def test_refuses_large_instances(tiny):
-    setups = [None] * 200_000
     with pytest.raises(TooLarge, match="use --method exact"):
-        check_size(tiny, setups)
+        check_size(tiny, 200_000)

@@ -18,12 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from models.evaluation.evaluate import evaluate_plan
-from models.methods.brute_force import TooLarge
 from models.methods.registry import SolveOptions, run_method
 from models.output.report import fmt
 from models.problem.files import write_text
 from models.problem.instance import Instance
-from models.problem.plan import Infeasible, NoPlanInTime, Plan, write_plan
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, TooLarge, write_plan
 from models.problem.progress import Progress
 from models.problem.realized import realized_routing
 from models.problem.interrupts import Interrupted

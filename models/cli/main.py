@@ -177,11 +177,10 @@ def report_and_gate(instance, plan, args):
 
 def run_one(instance, name: str, args) -> int:
     """Solve with one method, check the plan independently, print it, write it; return the exit status."""
-    from models.methods.brute_force import TooLarge
     from models.methods.registry import run_method
     from models.output.export import ExportError, write_export
     from models.output.plots import write_plots
-    from models.problem.plan import Infeasible, NoPlanInTime, write_plan
+    from models.problem.plan import Infeasible, NoPlanInTime, TooLarge, write_plan
 
     try:
         plan = run_method(name, instance, solve_options(args))

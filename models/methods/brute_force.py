@@ -34,15 +34,11 @@ import pyomo.environ as pyo
 
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
-from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.problem.setup import Setup, describe_setup, placeable_setups
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan, slo_out_of_reach
+from models.problem.setup import Setup, count_within_compute, describe_setup, placeable_setups
 from models.problem.solver import SolveResult, solve_model
 
 WORK_LIMIT = 300_000  # setups x rows x models: about a minute here (bench/enumerate_size.py: 210-250 s per million)
-
-
-class TooLarge(ValueError):
-    """The instance is beyond what enumeration does in about a minute."""
 
 
 @dataclass(frozen=True)
@@ -145,23 +141,27 @@ def lowest_mean_ttft(instance: Instance, setup: Setup) -> float:
     return result.objective if result.has_solution else float("inf")
 
 
-def check_size(instance: Instance, setups) -> None:
+def check_size(instance: Instance, setups: int, bound: bool = False) -> None:
+    """Refuse when `setups` MILPs over the instance's distinct prompts exceed WORK_LIMIT (`bound`: the count
+    is an upper bound, the setups within the cluster's compute, counted without listing them)."""
     rows = len(merged_rows(instance.scores)[1])
-    work = len(setups) * rows * len(instance.models)
+    work = setups * rows * len(instance.models)
     if work > WORK_LIMIT:
+        up_to = "up to " if bound else ""
         raise TooLarge(
-            f"enumerate would solve {len(setups)} setup MILPs over {rows} distinct prompts "
-            f"(work {work:,} > {WORK_LIMIT:,}, about a minute here); use --method exact"
+            f"enumerate would solve {up_to}{setups:,} setup MILPs over {rows:,} distinct prompts "
+            f"(work {up_to}{work:,} > {WORK_LIMIT:,}, about a minute here); use --method exact"
         )
 
 
 def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bool = False) -> Plan:
     """The best plan over every placeable setup; raises `Infeasible` or `TooLarge`."""
     start = time.perf_counter()
+    check_size(instance, count_within_compute(instance, 0, 100 * instance.gpu_count), bound=True)
     setups = list(placeable_setups(instance))
     if not setups:
         raise Infeasible("no setup fits the cluster: the required models' shards cannot all be placed on the GPUs")
-    check_size(instance, setups)
+    check_size(instance, len(setups))
     best = None
     timed_out = False
     for setup, placement in setups:

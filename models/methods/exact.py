@@ -69,7 +69,7 @@ from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
 from models.methods.cut_loop import CutLoop, MipInfeasible
 from models.methods.routing import SetupRouting
-from models.problem.setup import maximal_patterns
+from models.problem.setup import TooManyPatterns, maximal_patterns
 from models.problem.defaults import DEFAULT_MIP_GAP
 from models.problem.interrupts import Interrupted
 from models.problem.solver import make_solver, solve_model
@@ -276,7 +276,12 @@ def solve_exact(
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
-    m = build_joint_mip(instance, per_prompt=per_prompt, placement=placement)
+    form = placement
+    try:
+        m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
+    except TooManyPatterns as err:
+        form, placement = "per-gpu", f"per-gpu (patterns: {err})"
+        m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
     solver = make_solver(time_limit=time_limit, mip_gap=mip_gap / 10, threads=threads, tee=tee)
     loop = CutLoop(m, solver, instance, prompts, mip_gap, deadline, progress)
     try:
@@ -284,7 +289,7 @@ def solve_exact(
     except Interrupted:
         raise Interrupted(loop.summary()) from None
     except MipInfeasible:
-        raise Infeasible(infeasibility_reason(instance, placement)) from None
+        raise Infeasible(infeasibility_reason(instance, form, deadline)) from None
     if write_model:
         m.write(write_model, io_options={"symbolic_solver_labels": True})
     if loop.incumbent is None:
@@ -301,14 +306,21 @@ def sensitivity_of(routing: SetupRouting) -> dict[str, float]:
     return {"quality_per_ms_of_target": routing.quality_per_ms, "quality_per_rps_of_load": routing.quality_per_rps}
 
 
-def infeasibility_reason(instance: Instance, placement: str = "patterns") -> str:
-    """Why the MIP has no solution: no placement, too little capacity, or the lowest mean TTFT reachable."""
+NO_REASON_IN_TIME = "the joint MIP has no solution; the time limit passed before its reason was found"
+
+
+def infeasibility_reason(instance: Instance, placement: str = "patterns", deadline: float | None = None) -> str:
+    """Why the MIP has no solution: no placement, too little capacity, or the lowest mean TTFT reachable
+    (two more MIPs, within the time left before `deadline`)."""
     m = build_joint_mip(instance, placement=placement)
     m.objective.deactivate()
     m.slo.deactivate()
     m.routed.deactivate()
     m.carried = pyo.Objective(expr=sum(m.w[i] for i in m.MODELS), sense=pyo.maximize)
-    result = solve_model(m)
+    time_limit = None if deadline is None else max(deadline - time.perf_counter(), 0.01)
+    result = solve_model(m, time_limit=time_limit)
+    if result.status == "time_limit":
+        return NO_REASON_IN_TIME
     if not result.has_solution:
         return "no setup fits the cluster: the required models' shards cannot all be placed on the GPUs"
     if result.objective < 1 - 1e-9:
@@ -317,4 +329,8 @@ def infeasibility_reason(instance: Instance, placement: str = "patterns") -> str
     m.carried.deactivate()
     m.routed.activate()
     m.fastest = pyo.Objective(expr=sum(m.contribution[c] for c in m.CHOICES), sense=pyo.minimize)
-    return slo_out_of_reach(solve_model(m).objective, instance.slo_mean_ttft_ms)
+    time_limit = None if deadline is None else max(deadline - time.perf_counter(), 0.01)
+    fastest = solve_model(m, time_limit=time_limit)
+    if fastest.status == "time_limit":
+        return NO_REASON_IN_TIME
+    return slo_out_of_reach(fastest.objective, instance.slo_mean_ttft_ms)

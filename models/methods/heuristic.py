@@ -40,6 +40,7 @@ publishes a routing that realizes its shares (`models/problem/published.py`).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -48,13 +49,15 @@ import pandas as pd
 
 from models.problem.instance import Instance
 from models.problem.latency import SharePieces, option_pieces
-from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan
-from models.problem.setup import MEMORY_TOL_GB, Placement, Setup, compute_pct, describe_setup, model_choices
+from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan
+from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_pct, count_within_compute,
+                                  describe_setup, model_choices, setups_within_compute)
 from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
 from models.problem.transport import Prompts, best_routing
 
+SETUP_LIMIT = 10_000  # setups passing the compute bounds the search tries at most (inner solves of ~0.1-0.5 s)
 PRICE_STEPS = 40  # subgradient steps on alpha per ascent iterate, at most
 FINAL_PRICE_STEPS = 400  # at most, to tune the plan's prices at the chosen shares
 SHARE_MATCH_TOL = 1e-3  # routed shares match w when no share is off by more (or by one merged row)
@@ -84,29 +87,30 @@ class SetupSearch:
 
 
 def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
-    """Every setup of usable options, pruned by total compute, the floor and first-fit decreasing."""
+    """Every setup of usable options, pruned by total compute, the floor and first-fit decreasing.
+
+    The setups are counted by total compute without being listed (7 models of 32 options each are
+    34 billion setups), and only those within [floor, 1] of the cluster's compute are visited; above
+    SETUP_LIMIT of them the search is refused (`TooLarge`)."""
     if not 0 <= utilization_floor <= 1:
         raise ValueError(f"utilization floor {utilization_floor!r} is not a fraction of the cluster's compute in [0, 1]")
-    choices = [model_choices(instance, m) for m in instance.models]
-    compute = [np.array([0 if o is None else o.compute_pct for o in c]) for c in choices]
-    total = sum(np.meshgrid(*compute, indexing="ij"))
     cluster = 100 * instance.gpu_count
-    fits = total <= cluster
-    floor_ok = total >= utilization_floor * cluster - 1e-9  # compute is whole percent; the floor may be any fraction
+    floor = utilization_floor * cluster - 1e-9  # compute is whole percent; the floor may be any fraction
+    empty = all(not m.required for m in instance.models)  # every model undeployed: not a setup
+    considered = math.prod(len(model_choices(instance, m)) for m in instance.models) - int(empty)
+    within = count_within_compute(instance, 0, cluster)
+    passed = count_within_compute(instance, floor, cluster)
+    if passed > SETUP_LIMIT:
+        higher = " (or a higher --utilization-floor)" if utilization_floor < 1 else ""
+        raise TooLarge(f"the heuristic's setup search: {passed:,} setups pass its compute bounds, more than the "
+                       f"{SETUP_LIMIT:,} it tries (at a few tenths of a second each); use --method exact{higher}")
     kept = []
-    for index in zip(*np.nonzero(fits & floor_ok)):
-        setup = tuple(c[k] for c, k in zip(choices, index))
+    for setup in setups_within_compute(instance, floor, cluster):
         placement = first_fit_decreasing(instance, setup)
         if placement is not None:
             kept.append((setup, placement))
-    passed = int(np.count_nonzero(fits & floor_ok))
-    return SetupSearch(
-        considered=int(total.size),
-        over_compute=int(np.count_nonzero(~fits)),
-        under_floor=int(np.count_nonzero(fits & ~floor_ok)),
-        unpackable=passed - len(kept),
-        kept=tuple(kept),
-    )
+    return SetupSearch(considered=considered, over_compute=considered - within, under_floor=within - passed,
+                       unpackable=passed - len(kept), kept=tuple(kept))
 
 
 def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
@@ -465,22 +469,27 @@ def exact_quality(prompts: Prompts, result: SetupResult) -> float:
     return best_routing(prompts, result.full_shares(prompts.rows.shape[1])).quality
 
 
-def best_result(prompts: Prompts, results) -> tuple[SetupResult | None, float, int]:
+def best_result(prompts: Prompts, results, deadline: float | None = None) -> tuple[SetupResult | None, float, int]:
     """The result with the highest exact Q, computing Q only while a bound can still beat the best.
 
     Every candidate's D_w(alpha) bounds its Q(w) from above, so once the next bound
-    is no better than the best exact Q found, no later candidate can win.
+    is no better than the best exact Q found, no later candidate can win. After `deadline`
+    (a perf_counter value) no Q is computed beyond the first: the best so far is the answer.
     """
     ranked = sorted((r for r in results if r.candidate is not None), key=lambda r: -r.candidate.bound)
     best, best_quality, computed = None, -np.inf, 0
     for result in ranked:
-        if result.candidate.bound <= best_quality:
+        if result.candidate.bound <= best_quality or (computed and past(deadline)):
             break
         quality = exact_quality(prompts, result)
         computed += 1
         if quality > best_quality:
             best, best_quality = result, quality
     return best, best_quality, computed
+
+
+def past(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() >= deadline
 
 
 def final_prices(prompts: Prompts, result: SetupResult) -> tuple[np.ndarray, float]:
@@ -504,19 +513,25 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     per stage.
     """
     start = time.perf_counter()
+    deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
     found = search_setups(instance, prompts, utilization_floor, time_limit, progress, start)
     clock = time.perf_counter()
-    best, quality, computed = best_result(prompts, found.results)
+    best, quality, computed = best_result(prompts, found.results, deadline)
     if best is None:
         raise no_plan(instance, found, utilization_floor, time_limit)
     seconds = {**found.seconds, "exact_quality": time.perf_counter() - clock}
-    clock = time.perf_counter()
-    prices, mismatch = final_prices(prompts, best)
-    seconds["final_prices"] = time.perf_counter() - clock
-    own_prices = {instance.models[k].name: float(price) for k, price in zip(best.deployed, prices)}
+    own = {}
+    if not past(deadline):  # the heuristic's own prices, as published: for the notes only
+        clock = time.perf_counter()
+        prices, mismatch = final_prices(prompts, best)
+        seconds["final_prices"] = time.perf_counter() - clock
+        own = {"heuristic_prices": {instance.models[k].name: float(p) for k, p in zip(best.deployed, prices)},
+               "price_share_mismatch": mismatch}
     notes = {**search_notes(found, seconds, computed), "setup": describe_setup(instance, best.setup),
-             "repaired": best.candidate.repaired, "heuristic_prices": own_prices, "price_share_mismatch": mismatch}
+             "repaired": best.candidate.repaired, **own}
+    if past(deadline) and "cut_short" not in notes:
+        notes["cut_short"] = "the time limit passed while the candidates' exact quality was computed"
     report = SolverReport("heuristic", time.perf_counter() - start)
     return build_plan(instance, "heuristic", best.setup, best.placement, best.full_shares(len(instance.models)),
                       quality, report, notes)

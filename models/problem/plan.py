@@ -30,6 +30,10 @@ def slo_out_of_reach(lowest_ms: float, target_ms: float) -> str:
     return f"the lowest mean TTFT any setup reaches is {lowest_ms:.2f} ms, above the target {target_ms:g} ms"
 
 
+class TooLarge(ValueError):
+    """A method refuses an instance beyond what it can do in reasonable time; the message says how large."""
+
+
 class NoPlanInTime(Exception):
     """The time limit passed before any plan was found."""
 

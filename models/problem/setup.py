@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -53,10 +53,48 @@ def fits_cluster_totals(instance: Instance, setup: Setup) -> bool:
 
 
 def candidate_setups(instance: Instance) -> Iterator[Setup]:
-    """Every setup whose totals fit the cluster, in a fixed order (placement not yet checked)."""
-    for setup in itertools.product(*(model_choices(instance, m) for m in instance.models)):
+    """Every setup (with at least one model deployed) whose totals fit the cluster, in a fixed order
+    (placement not yet checked)."""
+    for setup in setups_within_compute(instance, 0, 100 * instance.gpu_count):
         if fits_cluster_totals(instance, setup):
             yield setup
+
+
+def setups_within_compute(instance: Instance, low: float, high: float) -> Iterator[Setup]:
+    """The setups with at least one model deployed and total compute share in [low, high] (percent of one
+    GPU), in the order of `itertools.product` over the models' choices. Partial setups that can no longer
+    reach [low, high] are cut, so only setups in the range are visited."""
+    choices = [model_choices(instance, m) for m in instance.models]
+    compute = [[0 if o is None else o.compute_pct for o in c] for c in choices]
+    least = np.cumsum([min(c) for c in compute][::-1])[::-1].tolist() + [0]  # least compute of models k..
+    most = np.cumsum([max(c) for c in compute][::-1])[::-1].tolist() + [0]
+
+    def extend(k: int, setup: tuple, total: int) -> Iterator[Setup]:
+        if k == len(choices):
+            if any(o is not None for o in setup):
+                yield setup
+            return
+        for option, amount in zip(choices[k], compute[k]):
+            reached = total + amount
+            if reached + least[k + 1] <= high and reached + most[k + 1] >= low:
+                yield from extend(k + 1, setup + (option,), reached)
+
+    yield from extend(0, (), 0)
+
+
+def count_within_compute(instance: Instance, low: float, high: float) -> int:
+    """How many setups `setups_within_compute` yields, counted over total compute without listing them."""
+    ways = {0: 1}  # total compute so far -> partial setups with it
+    for model in instance.models:
+        amounts = [0 if o is None else o.compute_pct for o in model_choices(instance, model)]
+        reached: dict[int, int] = {}
+        for total, count in ways.items():
+            for amount in amounts:
+                if total + amount <= high:
+                    reached[total + amount] = reached.get(total + amount, 0) + count
+        ways = reached
+    empty = all(not m.required for m in instance.models) and low <= 0  # every model undeployed: not a setup
+    return sum(count for total, count in ways.items() if total >= low) - int(empty)
 
 
 def placeable_setups(instance: Instance) -> Iterator[tuple[Setup, Placement]]:
@@ -65,23 +103,6 @@ def placeable_setups(instance: Instance) -> Iterator[tuple[Setup, Placement]]:
         placement = find_placement(instance, setup)
         if placement is not None:
             yield setup, placement
-
-
-def setups_by_cost(instance: Instance, costs: Sequence[Mapping[Option | None, float]]) -> Iterator[Setup]:
-    """Setups with finite total cost whose totals fit the cluster, cheapest first (ties in a fixed order).
-
-    `costs[k]` maps each choice of model k to its cost; the setup's cost is the sum.
-    """
-    choices = [list(c) for c in costs]
-    grids = np.meshgrid(*[np.array(list(c.values()), dtype=float) for c in costs], indexing="ij")
-    total = np.sum(grids, axis=0)
-    for flat in np.argsort(total.ravel(), kind="stable"):
-        index = np.unravel_index(flat, total.shape)
-        if not np.isfinite(total[index]):
-            return
-        setup = tuple(choices[k][index[k]] for k in range(len(choices)))
-        if fits_cluster_totals(instance, setup):
-            yield setup
 
 
 def find_placement(instance: Instance, setup: Setup) -> Placement | None:

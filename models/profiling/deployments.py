@@ -13,6 +13,7 @@ from pathlib import Path
 from models.problem.instance import (
     InputError,
     Model,
+    check_known_keys,
     parse_models,
     read_toml,
     require_int,
@@ -54,6 +55,7 @@ def read_target(folder: str | Path) -> ProfileTarget:
     folder = Path(folder)
     path = folder / "instance.toml"
     config = read_toml(path)
+    check_known_keys(config, path)
     cluster = require_table(config, "cluster", path)
     options = require_table(config, "setup_options", path)
     files = require_table(config, "files", path)
@@ -94,7 +96,8 @@ def stand_in(model: Model, k: int, target: ProfileTarget, table: StepTable, stan
         raise InputError(f"{where}: no table model stands in for '{model.name}' (give --stand-in {model.name}=MODEL)")
     table_model = stand_ins[model.name]
     if table_model not in table.models():
-        raise InputError(f"{table.path}: no measurements for '{table_model}', the stand-in for '{model.name}'")
+        raise InputError(f"{table.path}: no measurements for '{table_model}', the stand-in for '{model.name}' "
+                         f"(the table has: {', '.join(table.models())})")
     if table_model not in TABLE_ARCHITECTURES:
         raise InputError(f"{where}: stand-in '{table_model}' has no known layer count and hidden size "
                          f"(known: {', '.join(sorted(TABLE_ARCHITECTURES))})")
