@@ -126,7 +126,8 @@ def main() -> None:
           "not use (error = predicted / measured H100 - 1)")
     print(table.round(1).to_string(index=False))
     print("\nper check and phase, over its rows:")
-    print(table.groupby(["check", "phase"], sort=False).apply(summary, include_groups=False).round(1).to_string())
+    print(table.groupby(["check", "phase"], sort=False).apply(summary, include_groups=False).round(1)
+          .astype({"rows": int}).to_string())
 
 
 def summary(group: pd.DataFrame) -> pd.Series:

@@ -103,11 +103,21 @@ def test_unknown_gpu_is_one_line_and_exit_2(toy, capsys):  # noqa: F811
     assert err.startswith("error: argument --gpu: invalid choice: 'B200'") and err.count("\n") == 1
 
 
-def test_missing_ratio_file_is_named(toy, tmp_path, capsys):  # noqa: F811
+@pytest.mark.parametrize("text, message", [
+    (None, "{path}: file is missing"),
+    (HEADER, "{path}: no llama2-70b prompt-size and batch sweeps on both 'h100-80gb' and 'a100-80gb'"),
+    (SPLITWISE.replace(",400,20,", ",0,20,"), "{path}: line 3: column 'prompt_time': 0 is not positive"),
+    (SPLITWISE.replace(",128,", ",1.5,", 1), "{path}: line 2: column 'prompt_size': 1.5 is not an integer"),
+    (SPLITWISE.replace("token_time", "tokens"), "{path}: column 'token_time' is missing"),
+])
+def test_bad_ratio_file_is_one_line_and_exit_2(toy, tmp_path, capsys, text, message):  # noqa: F811
     folder, table, trace = toy
-    missing = tmp_path / "none.csv"
-    assert main(args(folder, table, trace, "--gpu", "H100-80GB", "--gpu-ratios", str(missing))) == 2
-    assert capsys.readouterr().err == f"error: {missing}: file is missing\n"
+    path = tmp_path / "perf_model.csv"
+    if text is not None:
+        path.write_text(text)
+    assert main(args(folder, table, trace, "--gpu", "H100-80GB", "--gpu-ratios", str(path))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + message.format(path=path)) and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------- data/mixed-a100-h100

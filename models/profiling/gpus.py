@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.problem.instance import InputError, check_columns, numeric_column, read_csv
+from models.problem.instance import InputError, check_columns, check_positive, numeric_column, read_csv
 
 TABLE_GPU = "A100-80GB"  # the GPU the step-time table measured
 HARDWARE = {TABLE_GPU: "a100-80gb", "H100-80GB": "h100-80gb"}  # GPU type -> Splitwise's `hardware`
@@ -78,11 +78,14 @@ class GpuRatios:
 
 
 def read_splitwise(path: str | Path) -> pd.DataFrame:
-    """`perf_model.csv` as the mean prompt and token times (ms) of each measured point, indexed by KEYS."""
+    """`perf_model.csv` as the mean prompt and token times (ms) of each measured point, indexed by KEYS;
+    `InputError` naming the cell if a size is not a whole number or a time is not positive."""
     table = read_csv(Path(path), ("model", "hardware"))
     check_columns(table, KEYS + TIMES)
-    frame = pd.DataFrame({key: table.text(key) if key in ("model", "hardware") else numeric_column(table, key)
+    frame = pd.DataFrame({key: table.text(key) if key in KEYS[:2] else numeric_column(table, key, integer=key in KEYS)
                           for key in KEYS + TIMES})
+    for column in TIMES:
+        check_positive(frame[column].to_numpy(), column, table)
     return frame.groupby(KEYS)[TIMES].mean()
 
 
