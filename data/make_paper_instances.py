@@ -115,7 +115,8 @@ def cluster_toml(gpus: tuple[GpuType, ...]) -> list[str]:
     """[cluster] of one GPU type (gpu_count, gpu_memory_gb, gpu_type) or of several (SPEC 4.4 gpu_types)."""
     if len(gpus) == 1:
         (gpu,) = gpus
-        return ["[cluster]", f"gpu_count = {gpu.count}", f"gpu_memory_gb = {GPU_MEMORY_GB}", f'gpu_type = "{gpu.name}"']
+        return ["[cluster]", f"gpu_count = {gpu.count}", f"gpu_memory_gb = {GPU_MEMORY_GB}",
+                f'gpu_type = "{gpu.name}"']
     lines = ["[cluster]"]
     for gpu in gpus:
         lines += ["", "[[cluster.gpu_types]]", f'name = "{gpu.name}"', f"count = {gpu.count}",
@@ -165,7 +166,10 @@ def write_instance(instance: PaperInstance, folder: Path) -> None:
 def write_mixed_profiles(a100: Path, h100: Path, out: Path) -> None:
     """Both GPU types' curves in one profiles.csv: `a100` (no gpu_type column) and `h100` (written by
     `solve.py profile --gpu H100-80GB`), sorted by gpu_type, model, tp, mps_pct and rate."""
-    curves = pd.concat([pd.read_csv(a100).assign(gpu_type="A100-80GB"), pd.read_csv(h100)], ignore_index=True)
+    h100_curves = pd.read_csv(h100)
+    if set(h100_curves.get("gpu_type", ())) != {"H100-80GB"}:
+        sys.exit(f"error: {h100}: its gpu_type column is not H100-80GB throughout (made without --gpu H100-80GB?)")
+    curves = pd.concat([pd.read_csv(a100).assign(gpu_type="A100-80GB"), h100_curves], ignore_index=True)
     write_profiles(curves.sort_values(["gpu_type", "model", "tp", "mps_pct", "rate_rps"], ignore_index=True), out)
 
 

@@ -1,6 +1,7 @@
 """H100 step times from Splitwise's H100/A100 ratios (models/profiling/gpus.py), the profile command's
 --gpu, and the raw files of data/mixed-a100-h100 (the loader reads GPU types only once they are merged)."""
 
+import runpy
 import tomllib
 
 import numpy as np
@@ -150,3 +151,13 @@ def test_mixed_profiles_hold_both_types_for_every_option_of_the_paper_instance()
 
 def test_mixed_scores_are_the_paper_instances():
     assert (MIXED / "scores.csv").read_bytes() == (BASE / "scores.csv").read_bytes()
+
+
+def test_mixed_profiles_are_the_merge_of_the_two_types(tmp_path):
+    # make_paper_instances.py --h100-profiles: paper-4xA100's curves and the H100 ones, rewritten byte for byte
+    make = runpy.run_path(str(DATA / "make_paper_instances.py"), run_name="make_paper_instances")
+    mixed = pd.read_csv(MIXED / "profiles.csv")
+    h100 = tmp_path / "h100.csv"
+    mixed[mixed.gpu_type == "H100-80GB"].to_csv(h100, index=False)
+    make["write_mixed_profiles"](BASE / "profiles.csv", h100, tmp_path / "profiles.csv")
+    assert (tmp_path / "profiles.csv").read_bytes() == (MIXED / "profiles.csv").read_bytes()

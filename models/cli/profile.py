@@ -175,8 +175,8 @@ def profile(args: argparse.Namespace) -> int:
     workload = sample_workload(trace, lengths, settings.max_requests, args.seed)
     cpu_by_tp = {d.tp: overheads.iteration_cost(d.tp, args.overhead_scale) for d in found}
     gpu_by_tp = gpu_ratios(args.gpu_ratios, args.gpu or TABLE_GPU, {d.tp for d in found})
-    jobs = curve_jobs(found, cpu_by_tp, gpu_by_tp, table=table, workload=workload, context_window=lengths.context_window,
-                      request_delay_ms=args.request_delay_ms, settings=settings)
+    jobs = curve_jobs(found, cpu_by_tp, gpu_by_tp, table=table, workload=workload,
+                      context_window=lengths.context_window, request_delay_ms=args.request_delay_ms, settings=settings)
     for job in jobs:
         check_fits(job.config(), workload, f"{', '.join(job.models)} at tp {job.tp}")
     profiles = build_profiles(jobs, METHODS[args.method], workers=args.workers, progress=not args.quiet)
