@@ -46,7 +46,7 @@ from models.evaluation.evaluate import evaluate_plan  # noqa: E402
 from models.methods.exact import solve_exact  # noqa: E402
 from models.methods.heuristic import solve_heuristic  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
-from models.problem.plan import Infeasible, NoPlanInTime  # noqa: E402
+from models.problem.plan import Infeasible, NoPlanInTime, TooLarge  # noqa: E402
 
 
 def timed(solve):
@@ -54,7 +54,7 @@ def timed(solve):
     cpu, wall = time.process_time(), time.perf_counter()
     try:
         result = solve()
-    except (Infeasible, NoPlanInTime) as err:
+    except (Infeasible, NoPlanInTime, TooLarge) as err:
         result = type(err).__name__
     return result, time.process_time() - cpu, time.perf_counter() - wall
 

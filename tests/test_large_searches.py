@@ -49,7 +49,7 @@ def test_counts_agree_with_the_listing(tiny):
 
 def test_the_heuristic_and_enumerate_refuse_at_once(seven):
     # the bounds are counted without listing the product: the refusal names how many setups pass
-    with pytest.raises(TooLarge, match=r"setups pass its compute bounds, more than the 10,000"):
+    with pytest.raises(TooLarge, match=r"the heuristic.s setup search: .* setups pass its compute"):
         solve_heuristic(seven)
     with pytest.raises(TooLarge, match="enumerate would solve up to"):
         solve_enumerate(seven)
@@ -77,3 +77,14 @@ def test_the_heuristic_stops_computing_quality_at_its_time_limit(monkeypatch):
     plan = solve_heuristic(instance, time_limit=3600)
     assert plan.notes["exact_quality_computed"] == 1
     assert "cut_short" in plan.notes and "heuristic_prices" not in plan.notes
+
+
+def test_the_heuristic_refuses_above_its_limit_of_packed_setups(tiny, monkeypatch):
+    # of tiny's 3 setups within 200% of compute (test_counts_agree_with_the_listing), small tp1/100 + large tp2/50
+    # puts 150% on GPU 0 and does not pack: 2 are kept at floor 0, so a limit of 1 refuses and 2 does not
+    monkeypatch.setattr(heuristic, "SETUP_LIMIT", 1)
+    with pytest.raises(TooLarge, match="more than 1 setups pass its compute and packing bounds"):
+        heuristic.prune_setups(tiny, 0.0)
+    monkeypatch.setattr(heuristic, "SETUP_LIMIT", 2)
+    search = heuristic.prune_setups(tiny, 0.0)
+    assert (len(search.kept), search.unpackable) == (2, 1)

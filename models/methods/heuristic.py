@@ -57,7 +57,8 @@ from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
 from models.problem.transport import Prompts, best_routing
 
-SETUP_LIMIT = 10_000  # setups passing the compute bounds the search tries at most (inner solves of ~0.1-0.5 s)
+SETUP_LIMIT = 10_000  # setups kept after packing that the search tries at most (inner solves of ~0.1-0.5 s)
+VISIT_LIMIT = 1_000_000  # setups within the compute bounds packed at most (first-fit decreasing, ~20 us each)
 PRICE_STEPS = 40  # subgradient steps on alpha per ascent iterate, at most
 FINAL_PRICE_STEPS = 400  # at most, to tune the plan's prices at the chosen shares
 SHARE_MATCH_TOL = 1e-3  # routed shares match w when no share is off by more (or by one merged row)
@@ -90,8 +91,9 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
     """Every setup of usable options, pruned by total compute, the floor and first-fit decreasing.
 
     The setups are counted by total compute without being listed (7 models of 32 options each are
-    34 billion setups), and only those within [floor, 1] of the cluster's compute are visited; above
-    SETUP_LIMIT of them the search is refused (`TooLarge`)."""
+    34 billion setups), and only those within [floor, 1] of the cluster's compute are visited, each
+    packed by first-fit decreasing; above VISIT_LIMIT visits, or SETUP_LIMIT setups kept, the search is
+    refused (`TooLarge`)."""
     if not 0 <= utilization_floor <= 1:
         raise ValueError(f"utilization floor {utilization_floor!r} is not a fraction of the cluster's compute in [0, 1]")
     cluster = 100 * instance.gpu_count
@@ -100,17 +102,23 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
     considered = math.prod(len(model_choices(instance, m)) for m in instance.models) - int(empty)
     within = count_within_compute(instance, 0, cluster)
     passed = count_within_compute(instance, floor, cluster)
-    if passed > SETUP_LIMIT:
-        higher = " (or a higher --utilization-floor)" if utilization_floor < 1 else ""
-        raise TooLarge(f"the heuristic's setup search: {passed:,} setups pass its compute bounds, more than the "
-                       f"{SETUP_LIMIT:,} it tries (at a few tenths of a second each); use --method exact{higher}")
+    if passed > VISIT_LIMIT:
+        refuse(f"{passed:,} setups pass its compute bounds, more than the {VISIT_LIMIT:,} it packs", utilization_floor)
     kept = []
     for setup in setups_within_compute(instance, floor, cluster):
         placement = first_fit_decreasing(instance, setup)
         if placement is not None:
             kept.append((setup, placement))
+        if len(kept) > SETUP_LIMIT:
+            refuse(f"more than {SETUP_LIMIT:,} setups pass its compute and packing bounds, the most it tries "
+                   "(at a few tenths of a second each)", utilization_floor)
     return SetupSearch(considered=considered, over_compute=considered - within, under_floor=within - passed,
                        unpackable=passed - len(kept), kept=tuple(kept))
+
+
+def refuse(reason: str, utilization_floor: float):
+    higher = " (or a higher --utilization-floor)" if utilization_floor < 1 else ""
+    raise TooLarge(f"the heuristic's setup search: {reason}; use --method exact{higher}")
 
 
 def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
