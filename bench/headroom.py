@@ -62,7 +62,9 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)
     best = table.groupby("instance").quality.transform("first")
     table["loss vs h=0"] = 1 - table.quality / best
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep="infeasible"))
+    print(table.to_string(index=False, na_rep="infeasible", formatters={
+        "headroom": "{:g}".format, "quality": "{:.6f}".format, "planned / r_K": "{:.3f}".format,
+        "p99 / r_K": "{:.3f}".format, "loss vs h=0": "{:.2%}".format}))
     return 0
 
 
