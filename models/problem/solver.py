@@ -124,8 +124,8 @@ def solve_model(model: pyo.ConcreteModel, solver: Highs | None = None, **options
     if solver._model is not model:  # a new model: Pyomo builds its HiGHS instance now, in Python
         with quiet_output(tee):
             solver.set_instance(model)
-    with highs_running(solver._solver_model):  # Pyomo sends HiGHS's log to its logger unless `tee`
-        results = solver.solve(model)
+    with quiet_output(tee), highs_running(solver._solver_model):  # rows added since the last solve reach
+        results = solver.solve(model)  # HiGHS here, and it may warn on stdout (e.g. of coefficients below 1e-9)
     seconds = time.perf_counter() - start
     condition = results.termination_condition
     if condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
