@@ -13,7 +13,7 @@ import pandas as pd
 
 from models.problem.files import write_text
 from models.problem.instance import Instance, Option
-from models.problem.latency import latency_ms, option_pieces
+from models.problem.latency import latency_ms, option_pieces, percentile_ttft_ms
 from models.problem.published import PublishedRouting, Split, publish_routing
 from models.problem.setup import Placement, Setup
 from models.problem.tolerances import SLO_TOL
@@ -58,8 +58,9 @@ class Plan:
 
     `models` is a tidy table, one row per model of the instance, with columns
     name, deployed, tp, mps_pct, gpus, share, load_rps, ttft_ms, contribution_ms and utilization
-    (load / r_K). `routing` is the published rule (SPEC 4.3): a price per model, the split
-    prompts and the smallest margin.
+    (load / r_K), and p95_ttft_ms, p99_ttft_ms for the percentiles the profiles have (SPEC 4.6).
+    `routing` is the published rule (SPEC 4.3): a price per model, the split prompts and the
+    smallest margin.
     """
 
     instance: str
@@ -72,6 +73,7 @@ class Plan:
     routing: PublishedRouting
     notes: Mapping[str, object] = field(default_factory=dict)
     sensitivity: Mapping[str, float] | None = None  # marginal quality per ms of target, per request/s of load
+    tail_slo_ms: Mapping[str, float] = field(default_factory=dict)  # SPEC 4.6: percentile -> bound, ms
 
     @property
     def slo_met(self) -> bool:
@@ -108,6 +110,8 @@ class Plan:
                     "ttft_ms": finite_or_none(row.ttft_ms) if row.deployed else None,
                     "utilization": float(row.utilization) if row.deployed else None,
                     "price": None if np.isnan(price) else float(price) + 0.0,  # + 0.0: no -0.0
+                    **{column: float(getattr(row, column)) if row.deployed else None
+                       for column in self.percentile_columns},
                 }
             )
         return {
@@ -117,6 +121,7 @@ class Plan:
             "mean_ttft_ms": finite_or_none(self.mean_ttft_ms),
             "slo_mean_ttft_ms": float(self.slo_ms),
             "slo_met": self.slo_met,
+            **{f"slo_{p}_ttft_ms": float(bound) for p, bound in self.tail_slo_ms.items()},
             "models": models,
             "routing": self.routing_dict(),
             "solver": {
@@ -129,6 +134,10 @@ class Plan:
             "notes": dict(self.notes),
         }
 
+    @property
+    def percentile_columns(self) -> tuple[str, ...]:
+        """The TTFT percentile columns of `models` (SPEC 4.6): p95_ttft_ms, p99_ttft_ms, as profiled."""
+        return tuple(column for column in ("p95_ttft_ms", "p99_ttft_ms") if column in self.models.columns)
 
     def routing_dict(self) -> dict:
         """SPEC 4.3: the price rule, the split prompts with their fractions by model, the smallest margin."""
@@ -181,6 +190,8 @@ def build_plan(
                 "ttft_ms": latency_ms(curve, lam * share) if deployed else float("nan"),
                 "contribution_ms": option_pieces(instance, model, option).contribution(share) if deployed else 0.0,
                 "utilization": lam * float(share) / curve.max_rate_rps if deployed else float("nan"),
+                **{f"{p}_ttft_ms": percentile_ttft_ms(curve, p, lam * share) if deployed else float("nan")
+                   for p in instance.profiled_percentiles},
             }
         )
     table = pd.DataFrame(rows)
@@ -195,6 +206,7 @@ def build_plan(
         routing=routing,
         notes=dict(notes or {}),
         sensitivity=sensitivity,
+        tail_slo_ms=dict(instance.tail_slo_ms),
     )
 
 
