@@ -3,7 +3,9 @@
 Sets      models i; GPUs g = 0..G-1; choices c = (i, tp, mps), the options of model i
           with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
 Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M (GB) per GPU;
-          cap[c] = min(1, (1 - headroom) r_K / lam), the largest share the option carries (5);
+          cap[c] = min(1, (1 - headroom) r_K / lam, tail[c] / lam), the largest share the option carries (5);
+          tail[c] (requests/s), the largest load up to which each TTFT percentile with a bound stays within it
+          (SPEC 4.6, `Instance.tail_rate_rps`); a choice whose first profiled point breaks a bound is not a choice;
           H_c's segments: H_c(w) = a[c,k] w + b[c,k] on [lo[c,k], hi[c,k]] (ms);
           tau, the mean-TTFT target (ms); required_i; a[p,c] = 1 if pattern p holds a shard of c.
 Variables choose[c] in {0,1}       model i runs with option c
@@ -31,7 +33,7 @@ most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patt
     Every GPU content of a placement lies in a maximal pattern, and dropping shards keeps a GPU
     within (3) and (4), so (2p)-(3p) admit exactly the setups that can be placed: (2)-(4) hold by
     construction, GPUs are not told apart, and (10) is not needed.
-(5) share[c] <= cap[c] choose[c]                            capacity; the only bound, from the data
+(5) share[c] <= cap[c] choose[c]                            capacity and tail bounds; the only bound, from the data
 (6) sum_c contribution[c] <= tau                            the SLO
 (7) sum_i w[i] = 1                                          every prompt is routed
 (8) convex H_c: contribution[c] >= a[c,k] share[c] + b[c,k] choose[c] for every k
@@ -106,7 +108,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
                                    doc="segments of non-convex H_c")
 
     m.cap = pyo.Param(m.CHOICES, initialize=lambda m, *c: pieces[c].max_share,
-                      doc="largest share the option carries")
+                      doc="largest share the option carries: capacity (5) and tail bounds (5t)")
     m.slope = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].slopes[s[3]]), doc="a, ms")
     m.intercept = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].intercepts[s[3]]), doc="b, ms")
     m.lo = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].shares[s[3]]), doc="segment start")
