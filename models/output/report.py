@@ -50,6 +50,8 @@ def format_plan(plan: Plan, evaluation: Evaluation) -> str:
         f"quality {plan.quality:.6f} · mean TTFT {fmt(plan.mean_ttft_ms, '.2f')} ms / target {target:g} ms ({met})"
         f" · status {plan.solver.status} · {plan.solver.seconds:.2f} s",
     ]
+    if plan.changes is not None:
+        lines += change_lines(plan)
     if plan.solver.bound is not None:
         lines.append(f"bound {plan.solver.bound:.6f} · gap {fmt(plan.solver.gap, '.2e')}")
     if plan.sensitivity:
@@ -61,6 +63,18 @@ def format_plan(plan: Plan, evaluation: Evaluation) -> str:
             for p, bound in plan.tail_slo_ms.items()))
     lines.append(evaluation_line(evaluation))
     return "\n".join(lines)
+
+
+def change_lines(plan: Plan) -> list[str]:
+    """Re-planning (SPEC 4.7): the objective, then the shards to stop, the shards to start, the GPUs touched."""
+    changes = plan.changes
+    return [
+        f"re-planned: {changes.moves} moves at move cost {changes.move_cost:g} · objective quality - cost x moves "
+        f"{plan.objective:.6f} (the bound below is on it)",
+        "  stop:  " + ("; ".join(map(str, changes.stop)) or "nothing"),
+        "  start: " + ("; ".join(map(str, changes.start)) or "nothing"),
+        "  GPUs touched: " + (", ".join(map(str, changes.gpus_touched)) or "none"),
+    ]
 
 
 def evaluation_line(evaluation: Evaluation) -> str:

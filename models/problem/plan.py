@@ -14,6 +14,7 @@ import pandas as pd
 from models.problem.files import write_text
 from models.problem.instance import Instance, Option
 from models.problem.latency import latency_ms, option_pieces, percentile_ttft_ms
+from models.problem.moves import Changes, Replanning
 from models.problem.published import PublishedRouting, Split, publish_routing
 from models.problem.setup import Placement, Setup
 from models.problem.tolerances import SLO_TOL
@@ -74,6 +75,7 @@ class Plan:
     notes: Mapping[str, object] = field(default_factory=dict)
     sensitivity: Mapping[str, float] | None = None  # marginal quality per ms of target, per request/s of load
     tail_slo_ms: Mapping[str, float] = field(default_factory=dict)  # SPEC 4.6: percentile -> bound, ms
+    changes: Changes | None = None  # SPEC 4.7: from the current plan, when re-planning
 
     @property
     def slo_met(self) -> bool:
@@ -85,6 +87,15 @@ class Plan:
         return tuple(
             Option(int(row.tp), int(row.mps_pct)) if row.deployed else None for row in self.models.itertuples()
         )
+
+    @property
+    def placement(self) -> Placement:
+        return tuple(tuple(int(g) for g in gpus) for gpus in self.models.gpus)
+
+    @property
+    def objective(self) -> float:
+        """What the method maximized: Q, or Q - C moves when re-planning (SPEC 4.7)."""
+        return self.quality - (self.changes.move_cost * self.changes.moves if self.changes else 0.0)
 
     @property
     def prices(self) -> np.ndarray:
@@ -132,7 +143,16 @@ class Plan:
             },
             "sensitivity": dict(self.sensitivity) if self.sensitivity else None,
             "notes": dict(self.notes),
+            **self.changes_dict(),
         }
+
+    def changes_dict(self) -> dict:
+        """SPEC 4.7, when re-planning: moves, the move cost, the objective Q - C moves (which the solver's
+        bound and gap are about) and the changes."""
+        if self.changes is None:
+            return {}
+        return {"moves": self.changes.moves, "move_cost": self.changes.move_cost, "objective": self.objective,
+                "changes": self.changes.to_dict()}
 
     @property
     def percentile_columns(self) -> tuple[str, ...]:
@@ -167,9 +187,11 @@ def build_plan(
     notes: Mapping[str, object] | None = None,
     sensitivity: Mapping[str, float] | None = None,
     routing: PublishedRouting | None = None,
+    replanning: Replanning | None = None,
 ) -> Plan:
     """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves, and
-    its published routing (`models/problem/published.py`) unless one is given."""
+    its published routing (`models/problem/published.py`) unless one is given; with `replanning`, the
+    changes from the current plan (SPEC 4.7)."""
     lam = instance.arrival_rate_rps
     if routing is None:
         deployed = [k for k, option in enumerate(setup) if option is not None]
@@ -207,6 +229,7 @@ def build_plan(
         notes=dict(notes or {}),
         sensitivity=sensitivity,
         tail_slo_ms=dict(instance.tail_slo_ms),
+        changes=replanning.changes(instance.model_names, setup, placement) if replanning else None,
     )
 
 
