@@ -229,7 +229,8 @@ class CutLoop:
         again = solve_model(self.m, retry)
         if again.bound is None or again.bound < self.incumbent.value - GAP_FLOOR * abs(self.incumbent.value):
             raise SolverError(f"exact: HiGHS proved a bound of {bound:.9f} (and {again.bound} with presolve off), "
-                              f"below the value {self.incumbent.value:.9f} of a plan it admits; its bound cannot "
+                              f"below the quality{' - C moves' if self.replanning else ''} "
+                              f"{self.incumbent.value:.9f} of a plan it admits; its bound cannot "
                               "be trusted")
 
     def remember_point(self) -> bool:
