@@ -11,6 +11,7 @@ from models.evaluation.evaluate import evaluate_plan
 from models.methods.baselines import solve_baseline
 from models.methods.brute_force import solve_enumerate
 from models.methods.exact import solve_exact
+from models.methods.greedy import solve_quality_greedy
 from models.methods.heuristic import solve_heuristic
 from models.problem.instance import Curve, InputError, Option, load_instance
 from models.problem.plan import Infeasible
@@ -197,3 +198,14 @@ def test_bound_that_leaves_a_model_no_option_is_named(tiny_p99):
     with pytest.raises(InputError, match=r"field 'workload.slo_p99_ttft_ms': no option of model 'large' meets "
                                          r"100 ms \(its lowest p99 TTFT, at a first profiled load, is 150 ms\)"):
         load_instance(tiny_p99)
+
+
+def test_a_reference_that_breaks_the_bound_is_reported_infeasible(tiny_p99, capsys):
+    """quality-greedy sends p1, p2 and p3 to large (w = 0.75, 7.5 rps): p99 200 + 3.5 * 50 = 375 ms > 220."""
+    instance = load_instance(tiny_p99)
+    plan = solve_quality_greedy(instance)
+    assert plan.shares[1] == pytest.approx(0.75) and plan.models.p99_ttft_ms[1] == pytest.approx(375.0)
+    assert plan.solver.status == "infeasible"
+    rules = {v.rule for v in evaluate_plan(instance, plan.to_dict()).violations}
+    assert "(4.6) p99 TTFT" in rules
+    assert solve.main([str(tiny_p99), "--method", "quality-greedy", "--quiet"]) == 3

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -176,8 +177,9 @@ def report_and_gate(instance, plan, args):
     print(format_robustness(robust, instance.arrival_rate_rps))
     plan = dataclasses.replace(plan, notes={**plan.notes, "robustness": robust.notes()})
     if plan.solver.status == "infeasible":
+        over = "" if math.isfinite(plan.mean_ttft_ms) else " (a model's load passes its capacity or tail bound)"
         return plan, error(f"infeasible: {plan.method} breaks the SLO: predicted mean TTFT {plan.mean_ttft_ms:.2f} ms "
-                           f"> target {plan.slo_ms:g} ms; it is a reference, not a plan", EXIT_INFEASIBLE)
+                           f"> target {plan.slo_ms:g} ms{over}; it is a reference, not a plan", EXIT_INFEASIBLE)
     if realized.refusal():
         return plan, error(f"infeasible: the {plan.method} plan is not returned: {realized.refusal()}",
                            EXIT_INFEASIBLE)
