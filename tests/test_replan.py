@@ -163,7 +163,8 @@ def plan_a(tmp_path, tiny):
 
 def test_replan_on_the_command_line(tmp_path, plan_a, tiny, capsys):
     out = tmp_path / "b.json"
-    assert solve.main([str(DATA / "tiny"), "--from", str(plan_a), "--move-cost", "0.002", "--out", str(out), "--quiet"]) == 0
+    args = [str(DATA / "tiny"), "--from", str(plan_a), "--move-cost", "0.002", "--out", str(out), "--quiet"]
+    assert solve.main(args) == 0
     printed = capsys.readouterr().out
     assert "re-planned: 2 moves at move cost 0.002" in printed
     assert "stop:  small tp1/mps50 on GPU 0" in printed

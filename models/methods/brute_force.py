@@ -20,12 +20,12 @@ Objective max (1/N) sum_{r,i} c_r s[r,i] y[r,i]
 (5) sum_i sum_k lam[i,k] HK[i,k] <= tau                the SLO (6) of the SPEC
 
 This is deliberately the plainest exact form, independent of `exact`'s.
+The same model with objective min sum_i H_i finds the lowest mean TTFT a
+setup can reach, which explains infeasibility.
 
 Re-planning (SPEC 4.7): the routing does not depend on the placement, so each setup's value is its
 best quality minus C times the fewest moves of any placement of it, found by trying every placement
 (each deployed model's GPU sets, at most PLACEMENT_LIMIT per setup).
-The same model with objective min sum_i H_i finds the lowest mean TTFT a
-setup can reach, which explains infeasibility.
 """
 
 from __future__ import annotations

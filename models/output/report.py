@@ -33,7 +33,8 @@ def plan_table(plan: Plan) -> pd.DataFrame:
             "share": fmt(row.share, ".4f"),
             "load rps": fmt(row.load_rps, ".2f"),
             "TTFT ms": fmt(row.ttft_ms, ".1f"),
-            **{column.replace("_ttft_ms", " ms"): fmt(getattr(row, column), ".1f") for column in plan.percentile_columns},
+            **{column.replace("_ttft_ms", " ms"): fmt(getattr(row, column), ".1f")
+               for column in plan.percentile_columns},
             "H ms": fmt(row.contribution_ms, ".1f"),
             "util": fmt(row.utilization, ".3f"),
             "price": fmt(price, ".4f"),

@@ -108,7 +108,8 @@ class Curve:
             return 0.0
         for k in range(1, len(rates)):
             if values[k] > bound_ms:  # the first crossing, on segment [r_{k-1}, r_k]
-                return rates[k - 1] + (bound_ms - values[k - 1]) / (values[k] - values[k - 1]) * (rates[k] - rates[k - 1])
+                along = (bound_ms - values[k - 1]) / (values[k] - values[k - 1])
+                return rates[k - 1] + along * (rates[k] - rates[k - 1])
         return rates[-1]
 
 
@@ -148,7 +149,8 @@ class Instance:
         return tuple(p for p in TAIL_PERCENTILES if all(curve.percentile_ms(p) for curve in self.curves.values()))
 
     def options(self, model: Model) -> tuple[Option, ...]:
-        """Options with a latency curve whose shards fit an empty GPU, in (tp, mps) order."""
+        """Options with a latency curve whose shards fit an empty GPU and that meet the tail bounds at some load
+        (SPEC 4.6), in (tp, mps) order."""
         return tuple(
             option
             for option in self.setup_options()
