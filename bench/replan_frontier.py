@@ -28,6 +28,7 @@ from models.evaluation.evaluate import evaluate_plan  # noqa: E402
 from models.methods.exact import solve_exact  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
 from models.problem.moves import Replanning, running_shards  # noqa: E402
+from models.problem.plan import Infeasible  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -68,7 +69,11 @@ def main(argv=None) -> int:
     current, seconds = timed(solve_exact, instance, time_limit=args.time_limit)
     print(f"current plan on {instance.name}: quality {current.quality:.6f}, {seconds:.1f} s", file=sys.stderr)
     shards = running_shards(instance.model_names, current.setup, current.placement)
-    scratch, seconds = timed(solve_exact, drifted, time_limit=args.time_limit)
+    try:
+        scratch, seconds = timed(solve_exact, drifted, time_limit=args.time_limit)
+    except Infeasible as err:
+        print(f"the drifted instance is infeasible: {err}", file=sys.stderr)
+        return 3
     rows = [row(drifted, "from scratch", scratch, Replanning(shards, 0.0), seconds)]
     for cost in (float(c) for c in args.costs.split(",")):
         replanning = Replanning(shards, cost)
