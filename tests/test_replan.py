@@ -60,6 +60,8 @@ def test_a_low_move_cost_moves(tiny, method):
     data = plan.to_dict()
     assert data["moves"] == 2 and data["move_cost"] == 0.002
     assert data["changes"]["start"][1] == {"model": SMALL, "tp": 2, "mps_pct": 50, "gpu": 1}
+    if method is solve_exact:
+        assert plan.notes["placement"] == "per-gpu (re-planning needs to know which GPU holds which shard)"
     assert_returned(tiny, plan)
 
 

@@ -157,6 +157,10 @@ def test_exact_equals_enumerate_with_tail_bounds(random_tail_instances, seed):
     assert plan.quality == pytest.approx(reference.quality, abs=1e-6)
     assert_returned(instance, plan)
     assert_returned(instance, reference)
+    heuristic = outcome(solve_heuristic, instance)
+    if not isinstance(heuristic, str):
+        assert heuristic.quality <= plan.quality + 1e-9
+        assert evaluate_plan(instance, heuristic.to_dict()).feasible
 
 
 def test_random_tail_instances_cover_the_cases(random_tail_instances):
