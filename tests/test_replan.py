@@ -165,9 +165,11 @@ def plan_a(tmp_path, tiny):
 
 def test_replan_on_the_command_line(tmp_path, plan_a, tiny, capsys):
     out = tmp_path / "b.json"
-    args = [str(DATA / "tiny"), "--from", str(plan_a), "--move-cost", "0.002", "--out", str(out), "--quiet"]
+    args = [str(DATA / "tiny"), "--from", str(plan_a), "--move-cost", "0.002", "--out", str(out), "--quiet",
+            "--placement", "patterns"]
     assert solve.main(args) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    assert "warning: --placement patterns does not apply with --from" in err
     assert "re-planned: 2 moves at move cost 0.002" in printed
     assert "stop:  small tp1/mps50 on GPU 0" in printed
     assert "start: small tp2/mps50 on GPU 0; small tp2/mps50 on GPU 1" in printed

@@ -143,6 +143,9 @@ def not_applying(args) -> list[str]:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None and value != default and field not in APPLIES[args.method]:
             warnings.append(f"warning: {flag} does not apply to method {args.method}; ignored")
+    if args.from_plan is not None and args.placement == "patterns":
+        warnings.append("warning: --placement patterns does not apply with --from: exact re-plans on the per-GPU "
+                        "placement, which knows which GPU holds which shard")
     return warnings
 
 
