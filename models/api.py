@@ -21,13 +21,14 @@ def solve(instance: Instance, method: str = "exact", **options) -> Plan:
     write_model, progress, utilization_floor, ...); a method ignores those it does not take.
     Raises ValueError for an unknown method, TypeError for an unknown option, and the methods'
     own exceptions: `Infeasible` (no plan meets the constraints), `NoPlanInTime` (the time
-    limit passed with no plan), `TooLarge` (enumerate refuses the instance).
+    limit passed with no plan), `TooLarge` (enumerate refuses the instance). `replanning` (SPEC 4.7)
+    is taken by exact and enumerate only; another method with it raises ValueError.
 
     The plan is returned as the method gives it: a latency-oblivious reference that breaks the
     target comes back with status `infeasible` (where the command line exits 3); check
     `plan.slo_met` or `evaluate_plan` before deploying it.
     """
-    from models.methods.registry import METHODS, SolveOptions  # here, not at the top: see the module docstring
+    from models.methods.registry import METHODS, REPLANNING_METHODS, SolveOptions  # here: see the module docstring
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; the methods are: {', '.join(METHODS)}")
@@ -36,4 +37,7 @@ def solve(instance: Instance, method: str = "exact", **options) -> Plan:
     if unknown:
         raise TypeError(f"solve() got unknown option(s) {', '.join(map(repr, unknown))}; "
                         f"the options are: {', '.join(fields)}")
+    if options.get("replanning") is not None and method not in REPLANNING_METHODS:
+        raise ValueError(f"method {method!r} does not re-plan from a running plan; "
+                         f"{' and '.join(REPLANNING_METHODS)} do")
     return METHODS[method](instance, SolveOptions(**options))

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from conftest import REPO
-from models.methods.exact import build_joint_mip, solve_exact
+from models.methods.exact import add_move_cost, build_joint_mip, solve_exact
+from models.problem.moves import Replanning
 
 DOC = (REPO / "docs" / "formulation.md").read_text()
 
@@ -39,9 +40,16 @@ def test_worked_example_numbers(tiny):
         assert float(written) == pytest.approx(value, abs=10 ** -decimals), name
 
 
+def replanning_form(tiny):
+    """The per-GPU MIP with the move cost of re-planning (13)."""
+    m = build_joint_mip(tiny, placement="per-gpu")
+    add_move_cost(m, Replanning(frozenset(), 0.1))
+    return m
+
+
 def test_constraint_table_names_real_components(tiny):
     forms = [build_joint_mip(tiny), build_joint_mip(tiny, per_prompt=True),
-             build_joint_mip(tiny, placement="per-gpu")]
+             build_joint_mip(tiny, placement="per-gpu"), replanning_form(tiny)]
     names = set(re.findall(r"`(\w+)(?:\[[^`]*\])?`", DOC.split("## Objective and constraints", 1)[1]
                            .split("Notes on the constraints", 1)[0]))
     assert names, "no component names found"

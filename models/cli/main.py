@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
 
 from models.cli.args import (EXIT_USAGE, OneLineParser, check_writable_dir, check_writable_file, fraction,
-                             headroom_fraction, non_negative_int, positive_float, positive_int, program, table_file)
-from models.methods.registry import APPLIES, METHOD_NAMES, SolveOptions
+                             headroom_fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                             program, table_file)
+from models.methods.registry import APPLIES, METHOD_NAMES, REPLANNING_METHODS, SolveOptions
 from models.problem.defaults import (DEFAULT_BOOTSTRAP_SEED, DEFAULT_MIP_GAP, DEFAULT_UTILIZATION_FLOOR,
                                      DEFAULT_WINDOW)
 
@@ -75,6 +77,12 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--headroom", type=headroom_fraction, metavar="FRACTION",
                         help="plan no model above (1 - FRACTION) of the highest load its option sustains "
                              "(SPEC 4.1; default: the instance's workload.headroom, 0 if absent)")
+    parser.add_argument("--from", dest="from_plan", type=Path, metavar="CURRENT_PLAN.json",
+                        help="re-plan from this running plan of the same instance, maximizing quality - C x moves, "
+                             "a move being a shard not in the current plan with the same model, option and GPU "
+                             "(SPEC 4.7; exact and enumerate; default: plan from scratch)")
+    parser.add_argument("--move-cost", type=non_negative_float, metavar="C",
+                        help="with --from: quality given up per shard started (default 0: report the changes only)")
     parser.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, metavar="REQUESTS",
                         help="robustness: the window of requests over which each model's load is bootstrapped "
                              f"(default {DEFAULT_WINDOW})")
@@ -104,6 +112,11 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error("--plot, --export and --out take one method's plan; with --method all use --out-dir")
     if args.method != "all" and (args.out_dir or args.table_out):
         parser.error("--out-dir and --table-out take --method all's plans and table; with one method use --out")
+    if args.move_cost is not None and args.from_plan is None:
+        parser.error("--move-cost needs --from CURRENT_PLAN.json")
+    if args.from_plan is not None and args.method not in REPLANNING_METHODS:
+        parser.error(f"--from: method {args.method} does not re-plan from a running plan; "
+                     f"{' and '.join(REPLANNING_METHODS)} do")
     check_output_paths(args, parser)
     return args
 
@@ -130,14 +143,17 @@ def not_applying(args) -> list[str]:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None and value != default and field not in APPLIES[args.method]:
             warnings.append(f"warning: {flag} does not apply to method {args.method}; ignored")
+    if args.from_plan is not None and args.placement == "patterns":
+        warnings.append("warning: --placement patterns does not apply with --from: exact re-plans on the per-GPU "
+                        "placement, which knows which GPU holds which shard")
     return warnings
 
 
-def solve_options(args) -> SolveOptions:
+def solve_options(args, replanning=None) -> SolveOptions:
     given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _) in METHOD_FLAGS.items()}
     given["per_prompt"] = given["per_prompt"] == "per-prompt"
     given = {field: value for field, value in given.items() if value is not None}
-    return SolveOptions(**given, progress=not args.quiet, tee=args.verbose)
+    return SolveOptions(**given, progress=not args.quiet, tee=args.verbose, replanning=replanning)
 
 
 def error(message: str, status: int) -> int:
@@ -164,8 +180,9 @@ def report_and_gate(instance, plan, args):
     print(format_robustness(robust, instance.arrival_rate_rps))
     plan = dataclasses.replace(plan, notes={**plan.notes, "robustness": robust.notes()})
     if plan.solver.status == "infeasible":
+        over = "" if math.isfinite(plan.mean_ttft_ms) else " (a model's load passes its capacity or tail bound)"
         return plan, error(f"infeasible: {plan.method} breaks the SLO: predicted mean TTFT {plan.mean_ttft_ms:.2f} ms "
-                           f"> target {plan.slo_ms:g} ms; it is a reference, not a plan", EXIT_INFEASIBLE)
+                           f"> target {plan.slo_ms:g} ms{over}; it is a reference, not a plan", EXIT_INFEASIBLE)
     if realized.refusal():
         return plan, error(f"infeasible: the {plan.method} plan is not returned: {realized.refusal()}",
                            EXIT_INFEASIBLE)
@@ -175,15 +192,16 @@ def report_and_gate(instance, plan, args):
     return plan, EXIT_PLAN
 
 
-def run_one(instance, name: str, args) -> int:
-    """Solve with one method, check the plan independently, print it, write it; return the exit status."""
+def run_one(instance, name: str, args, replanning=None) -> int:
+    """Solve with one method (re-planning, with `replanning`), check the plan independently, print it, write it;
+    return the exit status."""
     from models.methods.registry import run_method
     from models.output.export import ExportError, write_export
     from models.output.plots import write_plots
     from models.problem.plan import Infeasible, NoPlanInTime, TooLarge, write_plan
 
     try:
-        plan = run_method(name, instance, solve_options(args))
+        plan = run_method(name, instance, solve_options(args, replanning))
     except Infeasible as err:
         return error(f"infeasible: {err}", EXIT_INFEASIBLE)
     except NoPlanInTime as err:
@@ -230,6 +248,7 @@ def solve_main(argv) -> int:
     for warning in not_applying(args):
         print(warning, file=sys.stderr)
     from models.problem.instance import InputError, load_instance
+    from models.problem.plan import PlanError
 
     try:
         instance = load_instance(args.instance or DEFAULT_INSTANCE)
@@ -237,13 +256,29 @@ def solve_main(argv) -> int:
         return error(f"error: {err}", EXIT_USAGE)
     if args.headroom is not None:
         instance = dataclasses.replace(instance, headroom=args.headroom)
-    status = run_all(instance, args) if args.method == "all" else run_one(instance, args.method, args)
+    try:
+        replanning = current_replanning(args, instance)
+    except PlanError as err:
+        return error(f"error: {err}", EXIT_USAGE)
+    status = run_all(instance, args) if args.method == "all" else run_one(instance, args.method, args, replanning)
     if args.spread:
         from models.methods.heuristic import format_spread, setup_spread
 
         floor = DEFAULT_UTILIZATION_FLOOR if args.utilization_floor is None else args.utilization_floor
         print(format_spread(setup_spread(instance, utilization_floor=floor, progress=not args.quiet), floor))
     return status
+
+
+def current_replanning(args, instance):
+    """`--from` and `--move-cost` as a `Replanning`: the current plan's shards, read with `read_plan` (a plan of
+    another instance is a `PlanError`), and the move cost; None without `--from`."""
+    if args.from_plan is None:
+        return None
+    from models.problem.moves import Replanning, running_shards
+    from models.problem.plan import read_plan
+
+    current = read_plan(args.from_plan, instance)
+    return Replanning(running_shards(instance.model_names, current.setup, current.placement), args.move_cost or 0.0)
 
 
 def subcommand(name: str):

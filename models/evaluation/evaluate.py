@@ -49,7 +49,9 @@ its LP whole (one row per prompt and model) took HiGHS 17.7 s of CPU at
 This shares no code, and no algorithm, with the planner's transportation
 solver (smoothed prices, then a primal window LP with moves between models).
 
-Capacity (5) is checked against (1 - headroom) r_K (SPEC 4.1). When the plan
+Capacity (5) is checked against (1 - headroom) r_K (SPEC 4.1). Each tail bound (SPEC 4.6) is checked
+at each deployed model's load, with the percentile interpolated here from the profiled column (flat
+below r_1), and the percentiles a plan reports are compared with these. When the plan
 publishes its routing (SPEC 4.3), the evaluator applies that rule to every
 prompt on its own: listed prompts by their fractions, every other prompt to
 the first deployed model with the largest s[x,i] - price_i. The shares it
@@ -135,7 +137,10 @@ def evaluate_plan(instance: Instance, plan: dict) -> Evaluation:
     quality, prices = None, None
     if shares is not None:
         quality, prices = transport_value(instance.scores, shares)
-    mismatches = report_mismatches(plan, quality, mean_ttft) + utilization_mismatches(instance, entries)
+    percentiles = tail_percentiles(instance, entries, shares)
+    check_tail_bounds(instance, percentiles, violations)
+    mismatches = (report_mismatches(plan, quality, mean_ttft) + utilization_mismatches(instance, entries)
+                  + percentile_mismatches(entries, percentiles))
     if "routing" in plan and shares is not None:
         mismatches += check_published_routing(instance, plan, entries, shares, violations)
     return Evaluation(
@@ -272,6 +277,44 @@ def latency_table(instance: Instance, entries, shares, violations: list[Violatio
             "contribution_ms": float(np.interp(share, knots_w, knots_h)),
         })
     return pd.DataFrame(rows)
+
+
+def tail_percentiles(instance: Instance, entries, shares) -> dict[tuple[str, str], float]:
+    """(model, percentile) -> the profiled TTFT percentile at the model's load, for every deployed model with a
+    curve and every percentile column the profiles have: linear between profiled loads, the first value below."""
+    lam = instance.arrival_rate_rps
+    found = {}
+    for k, (model, entry) in enumerate(zip(instance.models, entries)):
+        option = deployed_option(entry)
+        curve = instance.curves.get((model.name, option)) if option else None
+        if curve is None or shares is None:
+            continue
+        for p in ("p95", "p99"):
+            column = getattr(curve, f"{p}_ttfts_ms")
+            if column:
+                found[(model.name, p)] = float(np.interp(lam * shares[k], curve.rates_rps, column))
+    return found
+
+
+def check_tail_bounds(instance: Instance, percentiles: dict, violations: list[Violation]) -> None:
+    """SPEC 4.6: every deployed model's percentile at its load within the bound (relative RELATIVE_TOL)."""
+    for (name, p), value in percentiles.items():
+        bound = instance.tail_slo_ms.get(p)
+        if bound is not None and value > bound * (1 + RELATIVE_TOL):
+            violations.append(Violation(f"(4.6) {p} TTFT", f"model {name}", value - bound, "ms",
+                                        f"model '{name}' has {p} TTFT {value:.3f} ms at its load, above the "
+                                        f"bound {bound:g} ms"))
+
+
+def percentile_mismatches(entries, percentiles: dict) -> list[str]:
+    """Reported p95_ttft_ms / p99_ttft_ms against the evaluated percentiles."""
+    by_name = {entry.get("name"): entry for entry in entries if entry is not None}
+    mismatches = []
+    for (name, p), value in percentiles.items():
+        reported = by_name[name].get(f"{p}_ttft_ms")
+        if reported is not None and abs(reported - value) > REPORT_TOL * max(1.0, value):
+            mismatches.append(f"model '{name}' reports {p} TTFT {reported:.6f} ms, evaluated {value:.6f} ms")
+    return mismatches
 
 
 # ---------------------------------------------------------------- quality

@@ -22,10 +22,16 @@ Objective max (1/N) sum_{r,i} c_r s[r,i] y[r,i]
 This is deliberately the plainest exact form, independent of `exact`'s.
 The same model with objective min sum_i H_i finds the lowest mean TTFT a
 setup can reach, which explains infeasibility.
+
+Re-planning (SPEC 4.7): the routing does not depend on the placement, so each setup's value is its
+best quality minus C times the fewest moves of any placement of it, found by trying every placement
+(each deployed model's GPU sets, at most PLACEMENT_LIMIT per setup).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from dataclasses import dataclass
 
@@ -35,10 +41,13 @@ import pyomo.environ as pyo
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan, slo_out_of_reach
-from models.problem.setup import Setup, count_within_compute, describe_setup, placeable_setups
+from models.problem.moves import Replanning
+from models.problem.setup import (Placement, Setup, count_within_compute, describe_setup, fits_gpus,
+                                  placeable_setups)
 from models.problem.solver import SolveResult, solve_model
 
 WORK_LIMIT = 300_000  # setups x rows x models: about a minute here (bench/enumerate_size.py: 210-250 s per million)
+PLACEMENT_LIMIT = 100_000  # placements of one setup tried for the fewest moves when re-planning
 
 
 @dataclass(frozen=True)
@@ -154,8 +163,22 @@ def check_size(instance: Instance, setups: int, bound: bool = False) -> None:
         )
 
 
-def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bool = False) -> Plan:
-    """The best plan over every placeable setup; raises `Infeasible` or `TooLarge`."""
+def fewest_moves(instance: Instance, setup: Setup, replanning: Replanning) -> tuple[Placement, int]:
+    """The placement of a placeable setup that starts the fewest shards, and how many: every placement is
+    tried, in `itertools.product` order over the models' GPU sets, and the first with the fewest is kept."""
+    gpu_sets = [list(itertools.combinations(range(instance.gpu_count), o.tp)) if o else [()] for o in setup]
+    count = math.prod(len(sets) for sets in gpu_sets)
+    if count > PLACEMENT_LIMIT:
+        raise TooLarge(f"enumerate would try {count:,} placements of {describe_setup(instance, setup)} for the "
+                       f"fewest moves (> {PLACEMENT_LIMIT:,}); use --method exact")
+    placements = (p for p in itertools.product(*gpu_sets) if fits_gpus(instance, setup, p))
+    return min(((p, replanning.moves(instance.model_names, setup, p)) for p in placements), key=lambda pm: pm[1])
+
+
+def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bool = False,
+                    replanning: Replanning | None = None) -> Plan:
+    """The best plan over every placeable setup (with `replanning`, the best quality - C moves, each setup on
+    its placement of fewest moves); raises `Infeasible` or `TooLarge`."""
     start = time.perf_counter()
     check_size(instance, count_within_compute(instance, 0, 100 * instance.gpu_count), bound=True)
     setups = list(placeable_setups(instance))
@@ -171,16 +194,22 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bo
             break
         result, routing = solve_setup_milp(instance, setup, remaining, tee)
         timed_out |= result.status == "time_limit"
-        if routing is not None and (best is None or routing.quality > best[2].quality + 1e-12):
-            best = (setup, placement, routing)
+        if routing is None:
+            continue
+        value = routing.quality
+        if replanning:
+            placement, moves = fewest_moves(instance, setup, replanning)
+            value -= replanning.move_cost * moves
+        if best is None or value > best[3] + 1e-12:
+            best = (setup, placement, routing, value)
     seconds = time.perf_counter() - start
     if best is None:
         if timed_out:
             raise NoPlanInTime(f"enumerate: time limit of {time_limit:g} s passed with no plan")
         lowest = min(lowest_mean_ttft(instance, s) for s, _ in setups)
         raise Infeasible(slo_out_of_reach(lowest, instance.slo_mean_ttft_ms))
-    setup, placement, routing = best
+    setup, placement, routing, value = best
     report = SolverReport("time_limit" if timed_out else "optimal", seconds, None if timed_out else 0.0,
-                          None if timed_out else routing.quality)
+                          None if timed_out else value)
     return build_plan(instance, "enumerate", setup, placement, routing.shares, routing.quality, report,
-                      {"setups_evaluated": len(setups)})
+                      {"setups_evaluated": len(setups)}, replanning=replanning)

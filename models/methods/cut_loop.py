@@ -24,6 +24,13 @@ A round, one method each:
    the loop stops and reports the gap it has, never loops silently.
 
 With the per-prompt formulation (12) the MIP's quality is Q itself: one round does it.
+
+Re-planning (SPEC 4.7; `add_move_cost` in models/methods/exact.py) makes the MIP's objective
+quality - C moves. A candidate's value is then its routing LP's quality minus C times the moves of
+the placement the MIP chose, the incumbent is the candidate of the highest value, and the bound and
+the gap are about the value: the MIP still over-estimates Q through (11) and counts moves exactly, so
+its bound is an upper bound on the best value. A candidate is keyed on its moves as well: the same
+setup placed with fewer moves is a new, better candidate (its routing LP is solved again).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import pyomo.environ as pyo
 
 from models.methods.routing import SetupRouting, solve_routing_lp
 from models.problem.instance import Instance, Option
+from models.problem.moves import Replanning
 from models.problem.progress import Progress
 from models.problem.setup import Placement, Setup
 from models.problem.solver import DeadlinePassed, SolverError, make_solver, remaining, solve_model
@@ -55,15 +63,23 @@ class MipInfeasible(Exception):
 
 @dataclass(frozen=True, eq=False)
 class SetupCandidate:
-    """A plan in the making: a setup with its placement and its routing LP's optimum."""
+    """A plan in the making: a setup with its placement and its routing LP's optimum; when re-planning, the
+    placement's moves and their cost."""
 
     setup: Setup
     placement: Placement
     routing: SetupRouting
+    moves: int = 0
+    move_cost: float = 0.0
 
     @property
     def quality(self) -> float:
         return self.routing.quality
+
+    @property
+    def value(self) -> float:
+        """The MIP's objective at this candidate: Q, or Q - C moves when re-planning."""
+        return self.quality - self.move_cost * self.moves
 
 
 def add_quality_cut(m: pyo.ConcreteModel, prompts: Prompts, prices: np.ndarray) -> None:
@@ -134,8 +150,9 @@ class CutLoop:
     """The loop of the module docstring on a built MIP `m`."""
 
     def __init__(self, m: pyo.ConcreteModel, solver, instance: Instance, prompts: Prompts, mip_gap: float,
-                 deadline: float | None, progress: bool = False):
+                 deadline: float | None, progress: bool = False, replanning: Replanning | None = None):
         self.m, self.solver, self.instance, self.prompts = m, solver, instance, prompts
+        self.replanning = replanning
         self.mip_gap = max(mip_gap, GAP_FLOOR)
         self.deadline = deadline
         self.progress = Progress(None, "exact", unit="round", enabled=progress)
@@ -194,7 +211,7 @@ class CutLoop:
         if result.status == "infeasible":
             if self.incumbent is None:
                 raise MipInfeasible()
-            self.bound = min(self.bound, self.incumbent.quality)  # every other candidate is excluded
+            self.bound = min(self.bound, self.incumbent.value)  # every other candidate is excluded
             self.stop_reason = "every other setup is excluded"
             return None
         if result.bound is not None:
@@ -205,19 +222,21 @@ class CutLoop:
     def check_bound(self, bound: float) -> None:
         """A bound below the incumbent beyond the MIP's tolerance is wrong: solve once more with presolve off,
         then fail loudly."""
-        if self.incumbent is None or bound >= self.incumbent.quality - GAP_FLOOR * abs(self.incumbent.quality):
+        if self.incumbent is None or bound >= self.incumbent.value - GAP_FLOOR * abs(self.incumbent.value):
             return
         retry = make_solver(time_limit=self.solver.config.time_limit, mip_gap=self.solver.config.mip_gap)
         retry.highs_options = {**self.solver.highs_options, "presolve": "off"}
         again = solve_model(self.m, retry)
-        if again.bound is None or again.bound < self.incumbent.quality - GAP_FLOOR * abs(self.incumbent.quality):
+        if again.bound is None or again.bound < self.incumbent.value - GAP_FLOOR * abs(self.incumbent.value):
             raise SolverError(f"exact: HiGHS proved a bound of {bound:.9f} (and {again.bound} with presolve off), "
-                              f"below the quality {self.incumbent.quality:.9f} of a plan it admits; its bound cannot "
+                              f"below the quality{' - C moves' if self.replanning else ''} "
+                              f"{self.incumbent.value:.9f} of a plan it admits; its bound cannot "
                               "be trusted")
 
     def remember_point(self) -> bool:
-        """Whether the MIP's solution (shares and quality, to 1e-9) is a new one."""
-        point = (*np.round(mip_shares(self.m), 9), round(pyo.value(self.m.quality), 9))
+        """Whether the MIP's solution (shares, quality and objective, to 1e-9) is a new one."""
+        point = (*np.round(mip_shares(self.m), 9), round(pyo.value(self.m.quality), 9),
+                 round(pyo.value(self.m.objective), 9))
         new = point not in self.points
         self.points.add(point)
         return new
@@ -231,10 +250,12 @@ class CutLoop:
             self.cuts += 1
 
     def evaluate_candidate(self) -> bool:
-        """Step 3: the routing LP on the MIP's (setup, segments), the first time they come up."""
+        """Step 3: the routing LP on the MIP's (setup, segments), the first time they come up (with its moves,
+        when re-planning)."""
         setup, placement = mip_setup(self.m)
         segments = mip_segments(self.m)
-        key = (setup, tuple(sorted(segments.items())))
+        moves = self.replanning.moves(self.instance.model_names, setup, placement) if self.replanning else 0
+        key = (setup, tuple(sorted(segments.items())), moves)
         if key in self.evaluated:
             return False
         prices = self.prices if self.prices is not None else np.zeros(len(setup))
@@ -244,13 +265,14 @@ class CutLoop:
             self.evaluated[key] = None
             exclude(self.m, setup, segments)
             return True
-        candidate = SetupCandidate(setup, placement, routing)
+        candidate = SetupCandidate(setup, placement, routing, moves,
+                                   self.replanning.move_cost if self.replanning else 0.0)
         self.evaluated[key] = candidate
         if self.with_cuts:  # the cut tight at the setup's best shares (its prices for every model)
             at_best = best_routing(self.prompts, routing.shares, self.prices, deadline=self.deadline)
             add_quality_cut(self.m, self.prompts, at_best.prices)
             self.cuts += 1
-        if self.incumbent is None or candidate.quality > self.incumbent.quality:
+        if self.incumbent is None or candidate.value > self.incumbent.value:
             self.incumbent = candidate
         return True
 
@@ -260,7 +282,7 @@ class CutLoop:
         """The relative gap between the bound and the incumbent, as it is (negative if the bound is below)."""
         if self.incumbent is None:
             return math.inf
-        return (self.bound - self.incumbent.quality) / max(abs(self.incumbent.quality), 1e-12)
+        return (self.bound - self.incumbent.value) / max(abs(self.incumbent.value), 1e-12)
 
     def reported_gap(self) -> float:
         """The gap a plan reports: at least GAP_FLOOR, since the MIP's bound is no more precise."""
@@ -270,7 +292,7 @@ class CutLoop:
         return "optimal" if self.gap() <= self.mip_gap else "time_limit"
 
     def report(self) -> None:
-        best = f"{self.incumbent.quality:.7f}" if self.incumbent else "-"
+        best = f"{self.incumbent.value:.7f}" if self.incumbent else "-"
         self.progress.update(note=f"bound {self.bound:.7f}, best {best}, gap {self.gap():.2e}, {self.cuts} cuts")
 
     def notes(self) -> dict:
@@ -285,5 +307,6 @@ class CutLoop:
         """One line on the best plan so far, for an interrupted solve."""
         if self.incumbent is None:
             return "no plan found yet; nothing written"
-        return (f"best plan so far quality {self.incumbent.quality:.6f}, bound {self.bound:.6f}, "
+        value = f" (quality - move cost x moves {self.incumbent.value:.6f})" if self.replanning else ""
+        return (f"best plan so far quality {self.incumbent.quality:.6f}{value}, bound {self.bound:.6f}, "
                 f"gap {self.reported_gap():.2e}; nothing written")

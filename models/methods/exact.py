@@ -3,7 +3,9 @@
 Sets      models i; GPUs g = 0..G-1; choices c = (i, tp, mps), the options of model i
           with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
 Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M (GB) per GPU;
-          cap[c] = min(1, (1 - headroom) r_K / lam), the largest share the option carries (5);
+          cap[c] = min(1, (1 - headroom) r_K / lam, tail[c] / lam), the largest share the option carries (5);
+          tail[c] (requests/s), the largest load up to which each TTFT percentile with a bound stays within it
+          (SPEC 4.6, `Instance.tail_rate_rps`); a choice whose first profiled point breaks a bound is not a choice;
           H_c's segments: H_c(w) = a[c,k] w + b[c,k] on [lo[c,k], hi[c,k]] (ms);
           tau, the mean-TTFT target (ms); required_i; a[p,c] = 1 if pattern p holds a shard of c.
 Variables choose[c] in {0,1}       model i runs with option c
@@ -31,7 +33,7 @@ most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patt
     Every GPU content of a placement lies in a maximal pattern, and dropping shards keeps a GPU
     within (3) and (4), so (2p)-(3p) admit exactly the setups that can be placed: (2)-(4) hold by
     construction, GPUs are not told apart, and (10) is not needed.
-(5) share[c] <= cap[c] choose[c]                            capacity; the only bound, from the data
+(5) share[c] <= cap[c] choose[c]                            capacity and tail bounds; the only bound, from the data
 (6) sum_c contribution[c] <= tau                            the SLO
 (7) sum_i w[i] = 1                                          every prompt is routed
 (8) convex H_c: contribution[c] >= a[c,k] share[c] + b[c,k] choose[c] for every k
@@ -39,6 +41,13 @@ most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patt
 (9) non-convex H_c: sum_k seg[c,k] = choose[c]; lo[c,k] seg[c,k] <= piece[c,k] <= hi[c,k] seg[c,k];
     share[c] = sum_k piece[c,k]; contribution[c] >= sum_k (a[c,k] piece[c,k] + b[c,k] seg[c,k])
 (11) quality <= B(alpha) + sum_i alpha[i] w[i] for cuts alpha, B(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]).
+
+Re-planning from a running plan (SPEC 4.7, `add_move_cost`), on the per-GPU placement only: the
+pattern form counts GPUs per content and cannot tell which GPU keeps which shard.
+Data      S0, the current plan's shards (c, g) that are still choices of this instance; C >= 0, the move cost
+(13) moves = sum_{c,g} place[c,g] - sum_{(c,g) in S0} place[c,g]      the shards started, exactly
+Objective max quality - C moves
+    (10) is dropped: GPUs that hold different shards now are no longer alike.
 
 The per-prompt formulation (`per_prompt=True`, the textbook form, kept for
 teaching and as the benchmark's baseline) replaces (11) by the routing itself,
@@ -72,6 +81,7 @@ from models.methods.routing import SetupRouting
 from models.problem.setup import TooManyPatterns, maximal_patterns
 from models.problem.defaults import DEFAULT_MIP_GAP
 from models.problem.interrupts import Interrupted
+from models.problem.moves import Replanning
 from models.problem.solver import make_solver, solve_model
 from models.problem.transport import Prompts
 
@@ -106,7 +116,7 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
                                    doc="segments of non-convex H_c")
 
     m.cap = pyo.Param(m.CHOICES, initialize=lambda m, *c: pieces[c].max_share,
-                      doc="largest share the option carries")
+                      doc="largest share the option carries: capacity (5) and tail bounds (5t)")
     m.slope = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].slopes[s[3]]), doc="a, ms")
     m.intercept = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].intercepts[s[3]]), doc="b, ms")
     m.lo = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].shares[s[3]]), doc="segment start")
@@ -237,6 +247,21 @@ def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
         return sum(m.gpus_with[p] for p in m.PATTERNS) <= instance.gpu_count
 
 
+def add_move_cost(m: pyo.ConcreteModel, replanning: Replanning) -> None:
+    """(13) on a per-GPU MIP: the shards started against the current plan, and the objective quality - C moves;
+    (10) dropped."""
+    current = sorted((s.model, s.tp, s.mps_pct, s.gpu) for s in replanning.current)
+    m.CURRENT = pyo.Set(dimen=4, initialize=[s for s in current if s[:3] in m.CHOICES and s[3] in m.GPUS],
+                        doc="shards (c, g) of the current plan that this instance can keep")
+    m.move_cost = pyo.Param(initialize=replanning.move_cost, doc="C, quality per shard started")
+    m.moves = pyo.Expression(expr=sum(m.place[c, g] for c in m.CHOICES for g in m.GPUS)
+                             - sum(m.place[s[:3], s[3]] for s in m.CURRENT), doc="(13) shards started")
+    m.gpu_order.deactivate()
+    m.del_component(m.objective)
+    m.objective = pyo.Objective(expr=m.quality - m.move_cost * m.moves, sense=pyo.maximize,
+                                doc="mean predicted quality minus the cost of the moves")
+
+
 def add_per_prompt_routing(m: pyo.ConcreteModel, prompts: Prompts) -> None:
     """(12): routing fractions for every distinct score row."""
     names = list(m.MODELS)
@@ -270,20 +295,26 @@ def solve_exact(
     progress: bool = False,
     per_prompt: bool = False,
     placement: str = "patterns",
+    replanning: Replanning | None = None,
 ) -> Plan:
     """Solve the joint MIP to a proven optimum (relative gap `mip_gap`, at least the MIP's tolerance), or
-    report the best plan with its bound and gap at the time limit (models/methods/cut_loop.py)."""
+    report the best plan with its bound and gap at the time limit (models/methods/cut_loop.py). With
+    `replanning`, maximize quality - C moves on the per-GPU placement (SPEC 4.7)."""
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
     form = placement
+    if replanning and placement != "per-gpu":
+        form, placement = "per-gpu", "per-gpu (re-planning needs to know which GPU holds which shard)"
     try:
         m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
     except TooManyPatterns as err:
         form, placement = "per-gpu", f"per-gpu (patterns: {err})"
         m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
+    if replanning:
+        add_move_cost(m, replanning)
     solver = make_solver(time_limit=time_limit, mip_gap=mip_gap / 10, threads=threads, tee=tee)
-    loop = CutLoop(m, solver, instance, prompts, mip_gap, deadline, progress)
+    loop = CutLoop(m, solver, instance, prompts, mip_gap, deadline, progress, replanning)
     try:
         loop.run()
     except Interrupted:
@@ -298,7 +329,7 @@ def solve_exact(
     best = loop.incumbent
     return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
-                      notes, sensitivity_of(best.routing))
+                      notes, sensitivity_of(best.routing), replanning=replanning)
 
 
 def sensitivity_of(routing: SetupRouting) -> dict[str, float]:

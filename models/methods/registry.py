@@ -12,6 +12,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from models.problem.defaults import DEFAULT_MIP_GAP, DEFAULT_UTILIZATION_FLOOR
 
@@ -19,6 +20,10 @@ BASELINES = ("equal-split", "size-proportional", "isolated")
 REFERENCES = ("quality-greedy", "fixed-latency")  # latency-oblivious: never solutions
 METHOD_NAMES = ("exact", "heuristic", "enumerate", *BASELINES, *REFERENCES)
 SOLVING_METHODS = ("exact", "heuristic", *BASELINES)  # what a sweep compares: methods that solve at scale
+REPLANNING_METHODS = ("exact", "enumerate")  # the methods that re-plan from a running plan (SPEC 4.7)
+
+if TYPE_CHECKING:
+    from models.problem.moves import Replanning
 
 
 @dataclass(frozen=True)
@@ -34,13 +39,15 @@ class SolveOptions:
     progress: bool = False
     utilization_floor: float = DEFAULT_UTILIZATION_FLOOR
     tee: bool = False
+    replanning: Replanning | None = None  # SPEC 4.7: the current plan's shards and the move cost
 
 
 # The options (fields of SolveOptions, besides progress) that change what each method does.
 APPLIES: dict[str, frozenset[str]] = {
-    "exact": frozenset({"time_limit", "threads", "mip_gap", "per_prompt", "placement", "write_model", "tee"}),
+    "exact": frozenset({"time_limit", "threads", "mip_gap", "per_prompt", "placement", "write_model", "tee",
+                        "replanning"}),
     "heuristic": frozenset({"time_limit", "utilization_floor"}),
-    "enumerate": frozenset({"time_limit", "tee"}),
+    "enumerate": frozenset({"time_limit", "tee", "replanning"}),
     **{name: frozenset({"time_limit", "threads", "tee"}) for name in BASELINES},
     "quality-greedy": frozenset(),
     "fixed-latency": frozenset({"utilization_floor"}),
@@ -64,7 +71,8 @@ def function(module: str, name: str):
 def solve_exact(instance, o: SolveOptions):
     return function("exact", "solve_exact")(
         instance, time_limit=o.time_limit, mip_gap=o.mip_gap, threads=o.threads, tee=o.tee,
-        write_model=o.write_model, progress=o.progress, per_prompt=o.per_prompt, placement=o.placement)
+        write_model=o.write_model, progress=o.progress, per_prompt=o.per_prompt, placement=o.placement,
+        replanning=o.replanning)
 
 
 def solve_heuristic(instance, o: SolveOptions):
@@ -73,7 +81,8 @@ def solve_heuristic(instance, o: SolveOptions):
 
 
 def solve_enumerate(instance, o: SolveOptions):
-    return function("brute_force", "solve_enumerate")(instance, time_limit=o.time_limit, tee=o.tee)
+    return function("brute_force", "solve_enumerate")(instance, time_limit=o.time_limit, tee=o.tee,
+                                                      replanning=o.replanning)
 
 
 def baseline(name: str):

@@ -144,7 +144,9 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
                label="operating point (load, TTFT)"),
         Line2D([], [], color="gray", linestyle=":", label="capacity r_K (highest profiled load)"),
         *([Line2D([], [], color=HEADROOM_COLOR, linestyle="-.",
-                  label=f"headroom: planned at most {1 - instance.headroom:g} r_K")] if instance.headroom else []),
+                  label=f"planned at most {1 - instance.headroom:g} r_K"
+                        + (" and the load within the tail bounds" if instance.tail_slo_ms else ""))]
+          if instance.headroom or instance.tail_slo_ms else []),
         Line2D([], [], color=TARGET_COLOR, linestyle="--",
                label=f"target {instance.slo_mean_ttft_ms:g} ms on the mean TTFT over models (reference)"),
     ]
@@ -164,7 +166,7 @@ def draw_curve(axes, instance: Instance, row, model, color) -> None:
     axes.plot(loads, [latency_ms(curve, load) for load in loads], color=color, linewidth=1.5)
     axes.plot(curve.rates_rps, curve.ttfts_ms, color=color, marker="o", markersize=4, linestyle="none")
     axes.axvline(curve.max_rate_rps, color="gray", linestyle=":")
-    if instance.headroom:
+    if instance.headroom or instance.tail_slo_ms:
         axes.axvline(instance.capacity_rps(curve), color=HEADROOM_COLOR, linestyle="-.")
     axes.axhline(instance.slo_mean_ttft_ms, color=TARGET_COLOR, linestyle="--", linewidth=1)
     top = max(max(curve.ttfts_ms), instance.slo_mean_ttft_ms)

@@ -22,7 +22,8 @@ def fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def plan_table(plan: Plan) -> pd.DataFrame:
-    """One row per model: option, GPUs, share, load, TTFT, H, utilization (load / r_K) and price, as strings."""
+    """One row per model: option, GPUs, share, load, TTFT (and its profiled percentiles, SPEC 4.6), H,
+    utilization (load / r_K) and price, as strings."""
     rows = []
     for row, price in zip(plan.models.itertuples(), plan.prices):
         rows.append({
@@ -32,6 +33,8 @@ def plan_table(plan: Plan) -> pd.DataFrame:
             "share": fmt(row.share, ".4f"),
             "load rps": fmt(row.load_rps, ".2f"),
             "TTFT ms": fmt(row.ttft_ms, ".1f"),
+            **{column.replace("_ttft_ms", " ms"): fmt(getattr(row, column), ".1f")
+               for column in plan.percentile_columns},
             "H ms": fmt(row.contribution_ms, ".1f"),
             "util": fmt(row.utilization, ".3f"),
             "price": fmt(price, ".4f"),
@@ -48,13 +51,31 @@ def format_plan(plan: Plan, evaluation: Evaluation) -> str:
         f"quality {plan.quality:.6f} · mean TTFT {fmt(plan.mean_ttft_ms, '.2f')} ms / target {target:g} ms ({met})"
         f" · status {plan.solver.status} · {plan.solver.seconds:.2f} s",
     ]
+    if plan.changes is not None:
+        lines += change_lines(plan)
     if plan.solver.bound is not None:
         lines.append(f"bound {plan.solver.bound:.6f} · gap {fmt(plan.solver.gap, '.2e')}")
     if plan.sensitivity:
         lines.append(f"sensitivity at this setup: +1 ms of target {plan.sensitivity['quality_per_ms_of_target']:+.2e} "
                      f"quality · +1 request/s of load {plan.sensitivity['quality_per_rps_of_load']:+.2e} quality")
+    if plan.tail_slo_ms:
+        lines.append("tail bounds: " + ", ".join(
+            f"{p} TTFT <= {bound:g} ms (highest {plan.models[f'{p}_ttft_ms'].max():.1f} ms)"
+            for p, bound in plan.tail_slo_ms.items()))
     lines.append(evaluation_line(evaluation))
     return "\n".join(lines)
+
+
+def change_lines(plan: Plan) -> list[str]:
+    """Re-planning (SPEC 4.7): the objective, then the shards to stop, the shards to start, the GPUs touched."""
+    changes = plan.changes
+    return [
+        f"re-planned: {changes.moves} moves at move cost {changes.move_cost:g} · objective quality - cost x moves "
+        f"{plan.objective:.6f} (the bound below is on it)",
+        "  stop:  " + ("; ".join(map(str, changes.stop)) or "nothing"),
+        "  start: " + ("; ".join(map(str, changes.start)) or "nothing"),
+        "  GPUs touched: " + (", ".join(map(str, changes.gpus_touched)) or "none"),
+    ]
 
 
 def evaluation_line(evaluation: Evaluation) -> str:

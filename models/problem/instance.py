@@ -18,6 +18,7 @@ made only when a message needs one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import math
 import sys
@@ -37,6 +38,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from tqdm import tqdm
 
 PROFILE_COLUMNS = ("model", "tp", "mps_pct", "rate_rps", "mean_ttft_ms")
+TAIL_PERCENTILES = ("p95", "p99")  # SPEC 4.6: bound workload.slo_<p>_ttft_ms on column <p>_ttft_ms of the profiles
 PROMPT_COLUMN = "prompt_id"
 
 
@@ -85,11 +87,30 @@ class Curve:
 
     rates_rps: tuple[float, ...]
     ttfts_ms: tuple[float, ...]
+    p95_ttfts_ms: tuple[float, ...] = ()  # SPEC 4.6: the profiled percentiles at the same loads; () if not profiled
+    p99_ttfts_ms: tuple[float, ...] = ()
 
     @property
     def max_rate_rps(self) -> float:
         """The highest load the option sustains, r_K."""
         return self.rates_rps[-1]
+
+    def percentile_ms(self, percentile: str) -> tuple[float, ...]:
+        """The profiled TTFT percentile ('p95' or 'p99') at each load; () when the profiles lack its column."""
+        return getattr(self, f"{percentile}_ttfts_ms")
+
+    def rate_within(self, percentile: str, bound_ms: float) -> float:
+        """The largest load up to which the percentile, interpolated linearly in the load and flat at the first
+        point's value below r_1, stays at most `bound_ms` all along (SPEC 4.6): r_K if it never passes it, 0 if
+        the first point does. A percentile that falls again after passing the bound is not used beyond it."""
+        rates, values = self.rates_rps, self.percentile_ms(percentile)
+        if values[0] > bound_ms:
+            return 0.0
+        for k in range(1, len(rates)):
+            if values[k] > bound_ms:  # the first crossing, on segment [r_{k-1}, r_k]
+                along = (bound_ms - values[k - 1]) / (values[k] - values[k - 1])
+                return rates[k - 1] + along * (rates[k] - rates[k - 1])
+        return rates[-1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +133,7 @@ class Instance:
     prompt_ids: tuple[str, ...]
     scores: np.ndarray = field(repr=False)
     headroom: float = 0.0  # SPEC 4.1: no model is planned above (1 - headroom) r_K
+    tail_slo_ms: Mapping[str, float] = field(default_factory=dict)  # SPEC 4.6: percentile ('p95', 'p99') -> bound
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -121,14 +143,21 @@ class Instance:
     def prompt_count(self) -> int:
         return len(self.prompt_ids)
 
+    @property
+    def profiled_percentiles(self) -> tuple[str, ...]:
+        """The TTFT percentiles ('p95', 'p99') whose columns the profiles have (SPEC 4.6)."""
+        return tuple(p for p in TAIL_PERCENTILES if all(curve.percentile_ms(p) for curve in self.curves.values()))
+
     def options(self, model: Model) -> tuple[Option, ...]:
-        """Options with a latency curve whose shards fit an empty GPU, in (tp, mps) order."""
+        """Options with a latency curve whose shards fit an empty GPU and that meet the tail bounds at some load
+        (SPEC 4.6), in (tp, mps) order."""
         return tuple(
             option
             for option in self.setup_options()
             if (model.name, option) in self.curves
             and option.tp <= self.gpu_count
             and model.shard_gb(option.tp) <= self.gpu_memory_gb
+            and self.tail_rate_rps(self.curve(model, option)) > 0
         )
 
     def setup_options(self) -> tuple[Option, ...]:
@@ -139,8 +168,14 @@ class Instance:
         return self.curves[(model.name, option)]
 
     def capacity_rps(self, curve: Curve) -> float:
-        """The most load a model at this curve's option is planned for: (1 - headroom) r_K (SPEC 4.1)."""
-        return (1 - self.headroom) * curve.max_rate_rps
+        """The most load a model at this curve's option is planned for: (1 - headroom) r_K (SPEC 4.1), and no
+        more than the tail bounds allow (SPEC 4.6)."""
+        return min((1 - self.headroom) * curve.max_rate_rps, self.tail_rate_rps(curve))
+
+    def tail_rate_rps(self, curve: Curve) -> float:
+        """The largest load within every tail bound (SPEC 4.6, `Curve.rate_within`); infinite with none set, 0
+        when the first point breaks one: the option cannot be used."""
+        return min((curve.rate_within(p, bound) for p, bound in self.tail_slo_ms.items()), default=math.inf)
 
 
 # ---------------------------------------------------------------- reading
@@ -377,7 +412,7 @@ def cell(table: CsvTable, row: int, column: str) -> str:
 KNOWN_KEYS = {
     "": ("name", "description", "cluster", "workload", "setup_options", "models", "files"),
     "cluster": ("gpu_count", "gpu_memory_gb", "gpu_type"),
-    "workload": ("arrival_rate_rps", "slo_mean_ttft_ms", "headroom"),
+    "workload": ("arrival_rate_rps", "slo_mean_ttft_ms", "headroom", "slo_p95_ttft_ms", "slo_p99_ttft_ms"),
     "setup_options": ("tp", "mps_pct"),
     "models": ("name", "weights_gb", "kv_cache_gb", "required", "checkpoint"),
     "files": ("profiles", "scores"),
@@ -444,6 +479,12 @@ def optional_headroom(workload: dict, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise InputError(f"{path}: field 'workload.headroom': {value!r} is not a fraction in [0, 1)")
     return float(value)
+
+
+def optional_tail_bounds(workload: dict, path: Path) -> dict[str, float]:
+    """`workload.slo_p95_ttft_ms` and `slo_p99_ttft_ms` (SPEC 4.6): positive numbers, by percentile, when given."""
+    return {p: require_number(workload, f"slo_{p}_ttft_ms", path, f"workload.slo_{p}_ttft_ms")
+            for p in TAIL_PERCENTILES if f"slo_{p}_ttft_ms" in workload}
 
 
 def require_int(table: dict, key: str, path: Path, where: str) -> int:
@@ -577,9 +618,11 @@ def check_no_duplicate_rows(keys: pd.DataFrame, what: str, table: CsvTable) -> N
                          f"(first at line {table.line_of(first)})")
 
 
-def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_options) -> dict:
-    """Curves keyed by (model name, Option), for options inside `setup_options` only."""
-    check_columns(table, PROFILE_COLUMNS)
+def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_options, bounded=()) -> dict:
+    """Curves keyed by (model name, Option), for options inside `setup_options` only; with the percentile
+    columns the file has, which the percentiles in `bounded` must have (SPEC 4.6)."""
+    check_columns(table, PROFILE_COLUMNS + tuple(f"{p}_ttft_ms" for p in bounded))
+    tails = [p for p in TAIL_PERCENTILES if f"{p}_ttft_ms" in table.header]
     names = table.text("model")
     check_known_models(names, models, table)
     tp = numeric_column(table, "tp", integer=True)
@@ -591,13 +634,17 @@ def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_o
     check_positive(rate, "rate_rps", table)
     check_positive(ttft, "mean_ttft_ms", table)
     tidy = pd.DataFrame({"model": names, "tp": tp.astype(int), "mps_pct": mps.astype(int), "rate": rate, "ttft": ttft})
+    for p in tails:
+        tidy[p] = numeric_column(table, f"{p}_ttft_ms")
+        check_positive(tidy[p].to_numpy(), f"{p}_ttft_ms", table)
     check_no_duplicate_rows(tidy[["model", "tp", "mps_pct", "rate"]], "profile point (model, tp, mps_pct, rate_rps)",
                             table)
     kept = tidy[tidy.tp.isin(tp_options) & tidy.mps_pct.isin(mps_options)]
     curves = {}
     for (name, tp_k, mps_k), points in kept.groupby(["model", "tp", "mps_pct"], sort=True):
         points = points.sort_values("rate")
-        curves[(name, Option(int(tp_k), int(mps_k)))] = Curve(tuple(points.rate), tuple(points.ttft))
+        curves[(name, Option(int(tp_k), int(mps_k)))] = Curve(
+            tuple(points.rate), tuple(points.ttft), **{f"{p}_ttfts_ms": tuple(points[p]) for p in tails})
     return curves
 
 
@@ -617,12 +664,27 @@ def check_every_model_has_a_curve(models, curves, path: Path) -> None:
 def check_every_model_fits(instance: Instance, path: Path) -> None:
     for model in instance.models:
         if not instance.options(model):
+            check_tail_bounds_leave_an_option(instance, model, path)
             profiled = sorted({option.tp for name, option in instance.curves if name == model.name})
             needs = ", ".join(f"tp{tp}: {model.shard_gb(tp):.1f} GB" for tp in profiled)
             raise InputError(
                 f"{path}: model {shown(model.name)}: fits on no GPU (a shard of each profiled option needs {needs}; "
                 f"GPUs have {instance.gpu_memory_gb:g} GB, and tp can be at most {instance.gpu_count})"
             )
+
+
+def check_tail_bounds_leave_an_option(instance: Instance, model: Model, path: Path) -> None:
+    """A model whose options fit but all break a tail bound at their first profiled point (SPEC 4.6)."""
+    fitting = dataclasses.replace(instance, tail_slo_ms={}).options(model)
+    if not fitting:
+        return
+    for p, bound in instance.tail_slo_ms.items():
+        lowest = min(instance.curve(model, o).percentile_ms(p)[0] for o in fitting)
+        if lowest > bound:
+            raise InputError(f"{path}: field 'workload.slo_{p}_ttft_ms': no option of model {shown(model.name)} "
+                             f"meets {bound:g} ms (its lowest {p} TTFT, at a first profiled load, is {lowest:g} ms)")
+    raise InputError(f"{path}: [workload]: every option of model {shown(model.name)} breaks one of the tail bounds "
+                     f"{', '.join(f'slo_{p}_ttft_ms' for p in instance.tail_slo_ms)} at its first profiled load")
 
 
 def parse_scores(table: CsvTable, models: tuple[Model, ...]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -701,7 +763,8 @@ def load_instance(folder: str | Path) -> Instance:
     models = parse_models(raw.config, path)
     tp_options = require_int_list(options, "tp", path, "setup_options.tp")
     mps_options = require_int_list(options, "mps_pct", path, "setup_options.mps_pct", upper=100)
-    curves = parse_profiles(raw.profiles, models, tp_options, mps_options)
+    tail_slo_ms = optional_tail_bounds(workload, path)
+    curves = parse_profiles(raw.profiles, models, tp_options, mps_options, tuple(tail_slo_ms))
     check_every_model_has_a_curve(models, curves, raw.profiles.path)
     prompt_ids, scores = parse_scores(raw.scores, models)
     name = require_str(raw.config, "name", path, "name")
@@ -718,6 +781,7 @@ def load_instance(folder: str | Path) -> Instance:
         arrival_rate_rps=require_number(workload, "arrival_rate_rps", path, "workload.arrival_rate_rps"),
         slo_mean_ttft_ms=require_number(workload, "slo_mean_ttft_ms", path, "workload.slo_mean_ttft_ms"),
         headroom=optional_headroom(workload, path),
+        tail_slo_ms=MappingProxyType(tail_slo_ms),
         tp_options=tp_options,
         mps_options=mps_options,
         models=models,

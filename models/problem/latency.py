@@ -6,7 +6,9 @@ For one model at one option, the profile points (r_k, L_k) give
   below r_1;
 * the contribution to mean TTFT `H(w)`, piecewise linear in the share w through
   (0, 0) and (r_k / lam, (r_k / lam) * L_k);
-* the capacity: lam * w <= (1 - headroom) r_K (SPEC 4.1; headroom 0 by default).
+* the capacity: lam * w <= (1 - headroom) r_K (SPEC 4.1; headroom 0 by default), and
+  lam * w no more than the largest load within the tail bounds (SPEC 4.6, `Instance.tail_rate_rps`);
+* a TTFT percentile at load r (SPEC 4.6): interpolated linearly, flat below r_1.
 
 The evaluator (`models/evaluation/evaluate.py`) recomputes these on its own on purpose.
 """
@@ -62,12 +64,13 @@ class SharePieces:
         return float(np.interp(share, self.shares, self.contributions))
 
 
-def share_pieces(curve: Curve, arrival_rate_rps: float, headroom: float = 0.0) -> SharePieces:
+def share_pieces(curve: Curve, arrival_rate_rps: float, capacity_rps: float | None = None) -> SharePieces:
     """H's breakpoints for `curve` at arrival rate lam over the shares the option may carry: up to
-    min(1, (1 - headroom) r_K / lam), with a breakpoint interpolated at that end (SPEC 4.1 keeps H)."""
+    min(1, capacity / lam) (capacity r_K by default), with a breakpoint interpolated at that end (SPEC 4.1 and
+    4.6 keep H)."""
     shares = np.concatenate([[0.0], np.asarray(curve.rates_rps) / arrival_rate_rps])
     contributions = np.concatenate([[0.0], shares[1:] * np.asarray(curve.ttfts_ms)])
-    end = min(1.0, (1 - headroom) * shares[-1])
+    end = min(1.0, shares[-1] if capacity_rps is None else capacity_rps / arrival_rate_rps)
     if end < shares[-1]:
         keep = shares < end
         at_end = np.interp(end, shares, contributions)
@@ -77,8 +80,10 @@ def share_pieces(curve: Curve, arrival_rate_rps: float, headroom: float = 0.0) -
 
 
 def option_pieces(instance: Instance, model: Model, option: Option) -> SharePieces:
-    """`share_pieces` of a model at an option of the instance, with its arrival rate and headroom."""
-    return share_pieces(instance.curve(model, option), instance.arrival_rate_rps, instance.headroom)
+    """`share_pieces` of a model at an option of the instance, with its arrival rate and capacity (headroom and
+    tail bounds)."""
+    curve = instance.curve(model, option)
+    return share_pieces(curve, instance.arrival_rate_rps, instance.capacity_rps(curve))
 
 
 def latency_ms(curve: Curve, rate_rps: float) -> float:
@@ -86,3 +91,8 @@ def latency_ms(curve: Curve, rate_rps: float) -> float:
     if rate_rps > curve.max_rate_rps * (1 + CAPACITY_TOL):
         return float("inf")
     return float(np.interp(rate_rps, curve.rates_rps, curve.ttfts_ms))
+
+
+def percentile_ttft_ms(curve: Curve, percentile: str, rate_rps: float) -> float:
+    """A TTFT percentile ('p95', 'p99') at `rate`: interpolated between profiled loads, flat below the first."""
+    return float(np.interp(rate_rps, curve.rates_rps, curve.percentile_ms(percentile)))

@@ -13,7 +13,8 @@ import pandas as pd
 
 from models.problem.files import write_text
 from models.problem.instance import Instance, Option
-from models.problem.latency import latency_ms, option_pieces
+from models.problem.latency import latency_ms, option_pieces, percentile_ttft_ms
+from models.problem.moves import Changes, Replanning
 from models.problem.published import PublishedRouting, Split, publish_routing
 from models.problem.setup import Placement, Setup
 from models.problem.tolerances import SLO_TOL
@@ -58,8 +59,9 @@ class Plan:
 
     `models` is a tidy table, one row per model of the instance, with columns
     name, deployed, tp, mps_pct, gpus, share, load_rps, ttft_ms, contribution_ms and utilization
-    (load / r_K). `routing` is the published rule (SPEC 4.3): a price per model, the split
-    prompts and the smallest margin.
+    (load / r_K), and p95_ttft_ms, p99_ttft_ms for the percentiles the profiles have (SPEC 4.6).
+    `routing` is the published rule (SPEC 4.3): a price per model, the split prompts and the
+    smallest margin.
     """
 
     instance: str
@@ -72,6 +74,8 @@ class Plan:
     routing: PublishedRouting
     notes: Mapping[str, object] = field(default_factory=dict)
     sensitivity: Mapping[str, float] | None = None  # marginal quality per ms of target, per request/s of load
+    tail_slo_ms: Mapping[str, float] = field(default_factory=dict)  # SPEC 4.6: percentile -> bound, ms
+    changes: Changes | None = None  # SPEC 4.7: from the current plan, when re-planning
 
     @property
     def slo_met(self) -> bool:
@@ -83,6 +87,15 @@ class Plan:
         return tuple(
             Option(int(row.tp), int(row.mps_pct)) if row.deployed else None for row in self.models.itertuples()
         )
+
+    @property
+    def placement(self) -> Placement:
+        return tuple(tuple(int(g) for g in gpus) for gpus in self.models.gpus)
+
+    @property
+    def objective(self) -> float:
+        """What the method maximized: Q, or Q - C moves when re-planning (SPEC 4.7)."""
+        return self.quality - (self.changes.move_cost * self.changes.moves if self.changes else 0.0)
 
     @property
     def prices(self) -> np.ndarray:
@@ -108,6 +121,8 @@ class Plan:
                     "ttft_ms": finite_or_none(row.ttft_ms) if row.deployed else None,
                     "utilization": float(row.utilization) if row.deployed else None,
                     "price": None if np.isnan(price) else float(price) + 0.0,  # + 0.0: no -0.0
+                    **{column: float(getattr(row, column)) if row.deployed else None
+                       for column in self.percentile_columns},
                 }
             )
         return {
@@ -117,6 +132,7 @@ class Plan:
             "mean_ttft_ms": finite_or_none(self.mean_ttft_ms),
             "slo_mean_ttft_ms": float(self.slo_ms),
             "slo_met": self.slo_met,
+            **{f"slo_{p}_ttft_ms": float(bound) for p, bound in self.tail_slo_ms.items()},
             "models": models,
             "routing": self.routing_dict(),
             "solver": {
@@ -127,8 +143,21 @@ class Plan:
             },
             "sensitivity": dict(self.sensitivity) if self.sensitivity else None,
             "notes": dict(self.notes),
+            **self.changes_dict(),
         }
 
+    def changes_dict(self) -> dict:
+        """SPEC 4.7, when re-planning: moves, the move cost, the objective Q - C moves (which the solver's
+        bound and gap are about) and the changes."""
+        if self.changes is None:
+            return {}
+        return {"moves": self.changes.moves, "move_cost": self.changes.move_cost, "objective": self.objective,
+                "changes": self.changes.to_dict()}
+
+    @property
+    def percentile_columns(self) -> tuple[str, ...]:
+        """The TTFT percentile columns of `models` (SPEC 4.6): p95_ttft_ms, p99_ttft_ms, as profiled."""
+        return tuple(column for column in ("p95_ttft_ms", "p99_ttft_ms") if column in self.models.columns)
 
     def routing_dict(self) -> dict:
         """SPEC 4.3: the price rule, the split prompts with their fractions by model, the smallest margin."""
@@ -158,9 +187,11 @@ def build_plan(
     notes: Mapping[str, object] | None = None,
     sensitivity: Mapping[str, float] | None = None,
     routing: PublishedRouting | None = None,
+    replanning: Replanning | None = None,
 ) -> Plan:
     """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves, and
-    its published routing (`models/problem/published.py`) unless one is given."""
+    its published routing (`models/problem/published.py`) unless one is given; with `replanning`, the
+    changes from the current plan (SPEC 4.7)."""
     lam = instance.arrival_rate_rps
     if routing is None:
         deployed = [k for k, option in enumerate(setup) if option is not None]
@@ -181,6 +212,8 @@ def build_plan(
                 "ttft_ms": latency_ms(curve, lam * share) if deployed else float("nan"),
                 "contribution_ms": option_pieces(instance, model, option).contribution(share) if deployed else 0.0,
                 "utilization": lam * float(share) / curve.max_rate_rps if deployed else float("nan"),
+                **{f"{p}_ttft_ms": percentile_ttft_ms(curve, p, lam * share) if deployed else float("nan")
+                   for p in instance.profiled_percentiles},
             }
         )
     table = pd.DataFrame(rows)
@@ -195,6 +228,8 @@ def build_plan(
         routing=routing,
         notes=dict(notes or {}),
         sensitivity=sensitivity,
+        tail_slo_ms=dict(instance.tail_slo_ms),
+        changes=replanning.changes(instance.model_names, setup, placement) if replanning else None,
     )
 
 

@@ -29,7 +29,7 @@ class RealizedRouting:
 
     `models` has, per model: name, deployed, price, planned_share, realized_share,
     realized_load_rps, realized_ttft_ms (inf above r_K) and over_capacity (the realized load
-    passes the planned capacity (1 - headroom) r_K).
+    passes the planned capacity (1 - headroom) r_K, or the load within the tail bounds, SPEC 4.6).
     """
 
     models: pd.DataFrame

@@ -146,6 +146,21 @@ def find_placement(instance: Instance, setup: Setup) -> Placement | None:
     return tuple(tuple(sorted(chosen.get(k, ()))) for k in range(len(setup)))
 
 
+def fits_gpus(instance: Instance, setup: Setup, placement: Placement) -> bool:
+    """Whether a placement puts each deployed model on `tp` distinct GPUs (2) within every GPU's memory (3)
+    and compute share (4)."""
+    memory = [0.0] * instance.gpu_count
+    compute = [0] * instance.gpu_count
+    for model, option, gpus in zip(instance.models, setup, placement):
+        if option is not None:
+            if len(set(gpus)) != option.tp:
+                return False
+            for g in gpus:
+                memory[g] += model.shard_gb(option.tp)
+                compute[g] += option.mps_pct
+    return all(used <= instance.gpu_memory_gb + MEMORY_TOL_GB for used in memory) and max(compute) <= 100
+
+
 def distinct_gpu_sets(
     free_memory: Sequence[float], free_compute: Sequence[int], shard: Shard, tp: int
 ) -> Iterator[tuple[int, ...]]:
