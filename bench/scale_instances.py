@@ -108,9 +108,11 @@ SYMMETRIC_TP = (1, 2, 4, 8)
 # `--derive --time-limit 120`: each MIP at most 120 s, so a value may be the best setup found then (a load
 # or target some setup reaches, so the instance stays feasible), not the optimum
 CARRIED_LOAD = {("copies", 3, 4): 81.423, ("copies", 4, 8): 114.943, ("copies", 6, 16): 233.205,
-                ("copies", 8, 16): 229.886, ("copies", 8, 32): 285.552, ("copies", 12, 32): 389.987}
+                ("copies", 8, 16): 229.886, ("copies", 8, 32): 285.552, ("copies", 12, 32): 389.987,
+                ("symmetric", 7, 8): 249.561}
 LOWEST_TTFT_MS = {("copies", 3, 4): 107.145751, ("copies", 4, 8): 106.179791, ("copies", 6, 16): 97.761879,
-                  ("copies", 8, 16): 105.864908, ("copies", 8, 32): 96.781704, ("copies", 12, 32): 102.175483}
+                  ("copies", 8, 16): 105.864908, ("copies", 8, 32): 96.781704, ("copies", 12, 32): 102.175483,
+                  ("symmetric", 7, 8): 80.872755}
 
 
 @dataclass(frozen=True)
