@@ -40,7 +40,7 @@ from models.problem.instance import Instance, Option
 from models.problem.progress import Progress
 from models.problem.setup import Placement, Setup, placement_cost
 from models.problem.solver import DeadlinePassed, SolverError, make_solver, remaining, solve_model
-from models.problem.tolerances import GAP_FLOOR, QUALITY_TOL
+from models.problem.tolerances import GAP_FLOOR
 from models.problem.transport import Prompts, best_routing
 
 CUT_SCALE = 1e4  # cut rows are scaled so that HiGHS's feasibility tolerance (1e-7) is 1e-11 in quality
@@ -269,7 +269,7 @@ class CutLoop:
             at_best = best_routing(self.prompts, routing.shares, self.prices, deadline=self.deadline)
             add_quality_cut(self.m, self.prompts, at_best.prices)
             self.cuts += 1
-        if routing is None or not self.reaches_min_quality(routing.quality):
+        if routing is None or not self.instance.objective.met_by(routing.quality):
             self.evaluated[key] = None
             exclude(self.m, setup, segments)
             return True
@@ -278,10 +278,6 @@ class CutLoop:
         if self.incumbent is None or self.better(candidate, self.incumbent):
             self.incumbent = candidate
         return True
-
-    def reaches_min_quality(self, quality: float) -> bool:
-        """With the cost objective, quality >= min_quality (to QUALITY_TOL, models/problem/tolerances.py)."""
-        return self.min_quality is None or quality >= self.min_quality - QUALITY_TOL * max(1.0, self.min_quality)
 
     def better(self, candidate: SetupCandidate, than: SetupCandidate) -> bool:
         """Higher quality; with the cost objective lower cost, then higher quality."""

@@ -8,6 +8,16 @@ Outer search over setups (an option or nothing per model):
 * prune a setup whose shards first-fit decreasing cannot pack on the GPUs
   (shards by decreasing MPS share, then memory; no two shards of a model on a GPU).
 
+With several GPU types (SPEC 4.4) the rules apply per type, since a model's
+shards all sit on GPUs of its option's type: the compute of the options on a
+type is at most 100 x its GPUs (a setup over it counts as over the cluster's
+compute), the floor stays on the total, so floor 1 keeps the setups that fill
+every GPU of every type, and first-fit decreasing packs each shard on the
+first GPU of its type with room. Under the cost objective the floor is not
+applied (it would keep only setups that use every GPU), each setup's cost is
+that of the GPUs its first-fit packing uses, and the plan is the cheapest
+setup whose inner solve reaches min_quality.
+
 Inner solve for a kept setup, over the deployed models' shares w (caps
 c_i = min(1, r_K / lam) from capacity (5), T(w) = sum_i H_i(w_i) the mean TTFT):
 
@@ -51,7 +61,7 @@ from models.problem.instance import Instance
 from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan
 from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_pct, count_within_compute,
-                                  describe_setup, model_choices, setups_within_compute)
+                                  describe_setup, model_choices, placement_cost, setups_within_compute)
 from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
@@ -104,27 +114,36 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
         higher = " (or a higher --utilization-floor)" if utilization_floor < 1 else ""
         raise TooLarge(f"the heuristic's setup search: {passed:,} setups pass its compute bounds, more than the "
                        f"{SETUP_LIMIT:,} it tries (at a few tenths of a second each); use --method exact{higher}")
-    kept = []
+    kept, over_type = [], 0
     for setup in setups_within_compute(instance, floor, cluster):
+        if not all(type_compute(setup, gpu_type.name) <= 100 * gpu_type.count for gpu_type in instance.types):
+            over_type += 1
+            continue
         placement = first_fit_decreasing(instance, setup)
         if placement is not None:
             kept.append((setup, placement))
-    return SetupSearch(considered=considered, over_compute=considered - within, under_floor=within - passed,
-                       unpackable=passed - len(kept), kept=tuple(kept))
+    return SetupSearch(considered=considered, over_compute=considered - within + over_type,
+                       under_floor=within - passed, unpackable=passed - over_type - len(kept), kept=tuple(kept))
+
+
+def type_compute(setup: Setup, gpu_type: str) -> int:
+    """Total compute share of the setup's options on one GPU type, in percent of one GPU."""
+    return compute_pct(tuple(o for o in setup if o is not None and o.gpu_type == gpu_type))
 
 
 def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
-    """Shards by decreasing MPS share (then memory), each on the first GPU with room that holds
-    no shard of its model; None if some shard finds no GPU."""
+    """Shards by decreasing MPS share (then memory), each on the first GPU of its option's type with room
+    that holds no shard of its model; None if some shard finds no GPU."""
     deployed = [k for k, o in enumerate(setup) if o is not None]
     order = sorted(deployed, key=lambda k: (-setup[k].mps_pct, -instance.models[k].shard_gb(setup[k].tp), k))
-    free_memory = np.full(instance.gpu_count, instance.gpu_memory_gb)
+    kinds = np.array([t.name for t in instance.types for _ in t.gpus], dtype=object)
+    free_memory = np.array([t.memory_gb for t in instance.types for _ in t.gpus])
     free_compute = np.full(instance.gpu_count, 100)
     gpus: dict[int, list[int]] = {k: [] for k in deployed}
     for k in order:
         memory, share = instance.models[k].shard_gb(setup[k].tp), setup[k].mps_pct
         for _ in range(setup[k].tp):
-            room = (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
+            room = (kinds == setup[k].gpu_type) & (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
             room[gpus[k]] = False
             if not room.any():
                 return None
@@ -488,6 +507,26 @@ def best_result(prompts: Prompts, results, deadline: float | None = None) -> tup
     return best, best_quality, computed
 
 
+def cheapest_result(instance: Instance, prompts: Prompts, results,
+                    deadline: float | None = None) -> tuple[SetupResult | None, float, int]:
+    """Under the cost objective: the result of least cost (of the GPUs its packing uses) whose exact Q meets
+    min_quality, then of highest Q. Q is computed only where the bound D_w(alpha) >= Q could meet it."""
+    costs = {id(r): placement_cost(instance, r.placement) for r in results}
+    ranked = sorted((r for r in results if r.candidate is not None and instance.objective.met_by(r.candidate.bound)),
+                    key=lambda r: (costs[id(r)], -r.candidate.bound))
+    best, best_quality, computed = None, -np.inf, 0
+    for result in ranked:
+        if best is not None and (costs[id(result)] > costs[id(best)] or result.candidate.bound <= best_quality):
+            break
+        if computed and past(deadline):
+            break
+        quality = exact_quality(prompts, result)
+        computed += 1
+        if instance.objective.met_by(quality) and quality > best_quality:
+            best, best_quality = result, quality
+    return best, best_quality, computed
+
+
 def past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() >= deadline
 
@@ -515,11 +554,14 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
-    found = search_setups(instance, prompts, utilization_floor, time_limit, progress, start)
+    cost = instance.objective.kind == "cost"
+    floor = 0.0 if cost else utilization_floor  # the cost objective looks for the setups using fewest GPUs
+    found = search_setups(instance, prompts, floor, time_limit, progress, start)
     clock = time.perf_counter()
-    best, quality, computed = best_result(prompts, found.results, deadline)
+    best, quality, computed = (cheapest_result(instance, prompts, found.results, deadline) if cost
+                               else best_result(prompts, found.results, deadline))
     if best is None:
-        raise no_plan(instance, found, utilization_floor, time_limit)
+        raise no_plan(instance, found, floor, time_limit)
     seconds = {**found.seconds, "exact_quality": time.perf_counter() - clock}
     own = {}
     if not past(deadline):  # the heuristic's own prices, as published: for the notes only
@@ -626,5 +668,9 @@ def no_plan(instance: Instance, found: SearchResult, floor: float, time_limit: f
         return Infeasible(f"heuristic: no setup passes pruning (compute within the cluster and at least "
                           f"{100 * floor:g}% of it, shards packed by first-fit decreasing); "
                           "a lower utilization_floor keeps more")
+    if instance.objective.kind == "cost" and any(r.candidate is not None for r in found.results):
+        return Infeasible(f"heuristic: none of the {len(found.search.kept)} setups kept after pruning reaches "
+                          f"quality {instance.objective.min_quality:g} within the {instance.slo_mean_ttft_ms:g} ms "
+                          "target")
     return Infeasible(f"heuristic: none of the {len(found.search.kept)} setups kept after pruning can carry "
                       f"the load within the {instance.slo_mean_ttft_ms:g} ms target")

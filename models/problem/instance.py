@@ -36,6 +36,8 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from tqdm import tqdm
 
+from models.problem.tolerances import QUALITY_TOL
+
 PROFILE_COLUMNS = ("model", "tp", "mps_pct", "rate_rps", "mean_ttft_ms")
 PROMPT_COLUMN = "prompt_id"
 
@@ -120,6 +122,11 @@ class Objective:
 
     kind: str = "quality"
     min_quality: float | None = None
+
+    def met_by(self, quality: float) -> bool:
+        """Whether a plan of this quality meets the objective's constraint: always under the quality objective,
+        quality >= min_quality (to QUALITY_TOL, models/problem/tolerances.py) under the cost objective."""
+        return self.kind != "cost" or quality >= self.min_quality - QUALITY_TOL * max(1.0, self.min_quality)
 
 
 @dataclass(frozen=True, eq=False)

@@ -102,10 +102,11 @@ def count_within_compute(instance: Instance, low: float, high: float) -> int:
     return sum(count for total, count in ways.items() if total >= low) - int(empty)
 
 
-def placeable_setups(instance: Instance) -> Iterator[tuple[Setup, Placement]]:
-    """Every setup that can be placed, with one placement, in a fixed order."""
+def placeable_setups(instance: Instance, cheapest: bool = False) -> Iterator[tuple[Setup, Placement]]:
+    """Every setup that can be placed, with one placement (`cheapest`: one on the fewest GPUs of each type),
+    in a fixed order."""
     for setup in candidate_setups(instance):
-        placement = find_placement(instance, setup)
+        placement = cheapest_placement(instance, setup) if cheapest else find_placement(instance, setup)
         if placement is not None:
             yield setup, placement
 
