@@ -4,6 +4,7 @@
     routerplan sweep INSTANCE_DIR --slo-ms A:B:STEP ...           quality against the target
     routerplan profile INSTANCE_DIR --table llama.json ...        latency curves from step times
     routerplan route PLAN.json --instance DIR ...                 serve the plan as an HTTP router
+    routerplan frontier INSTANCE_DIR --quality A:B:STEP ...       cheapest GPUs against quality
 
 With no instance it solves the default shipped instance with every method and
 prints the comparison (`--method all`). Every plan is checked by the
@@ -75,6 +76,12 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--headroom", type=headroom_fraction, metavar="FRACTION",
                         help="plan no model above (1 - FRACTION) of the highest load its option sustains "
                              "(SPEC 4.1; default: the instance's workload.headroom, 0 if absent)")
+    parser.add_argument("--objective", choices=("quality", "cost"),
+                        help="maximize quality, or minimize the hourly cost of the GPUs in use subject to quality >= "
+                             "--min-quality (SPEC 4.4; default: the instance's [objective], quality if absent)")
+    parser.add_argument("--min-quality", type=fraction, metavar="Q",
+                        help="with the cost objective: the least mean predicted quality (default: the instance's "
+                             "objective.min_quality)")
     parser.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, metavar="REQUESTS",
                         help="robustness: the window of requests over which each model's load is bootstrapped "
                              f"(default {DEFAULT_WINDOW})")
@@ -225,6 +232,21 @@ def run_all(instance, args) -> int:
     return EXIT_INFEASIBLE
 
 
+def objective_of(instance, args):
+    """The instance with the objective of --objective and --min-quality, which override its [objective]."""
+    from models.problem.instance import InputError, Objective, with_objective
+
+    kind = args.objective or instance.objective.kind
+    if kind != "cost":
+        if args.min_quality is not None:
+            raise InputError("--min-quality: read only with the cost objective (--objective cost)")
+        return with_objective(instance, Objective())
+    floor = instance.objective.min_quality if args.min_quality is None else args.min_quality
+    if floor is None:
+        raise InputError("--objective cost: needs --min-quality (the instance gives no objective.min_quality)")
+    return with_objective(instance, Objective("cost", floor))
+
+
 def solve_main(argv) -> int:
     args = parse_args(argv)
     for warning in not_applying(args):
@@ -237,6 +259,10 @@ def solve_main(argv) -> int:
         return error(f"error: {err}", EXIT_USAGE)
     if args.headroom is not None:
         instance = dataclasses.replace(instance, headroom=args.headroom)
+    try:
+        instance = objective_of(instance, args)
+    except InputError as err:
+        return error(f"error: {err}", EXIT_USAGE)
     status = run_all(instance, args) if args.method == "all" else run_one(instance, args.method, args)
     if args.spread:
         from models.methods.heuristic import format_spread, setup_spread
@@ -253,7 +279,7 @@ def subcommand(name: str):
     return import_module(f"models.cli.{name}").main
 
 
-SUBCOMMANDS = ("profile", "sweep", "route")
+SUBCOMMANDS = ("profile", "sweep", "route", "frontier")
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,8 @@
   target bounds the mean over models, not each model's TTFT).
 * Frontier: quality against the mean-TTFT target, one line per method
   (`models/analysis/sweep.py`).
+* Cost frontier: the least hourly cost of the GPUs in use against the quality
+  required, each point labelled with its GPU mix (`models/analysis/cost_frontier.py`).
 
 Figures are built on `matplotlib.figure.Figure` directly, without pyplot, so
 no global state or display is involved; PNGs are rendered by the Agg backend.
@@ -241,3 +243,33 @@ def shade_no_plan(axes, qualities: pd.DataFrame) -> None:
         return
     axes.axvspan(targets[0], targets[last], facecolor="0.85", edgecolor="0.6",
                  label=f"no plan (targets up to {targets[last]:g} ms)")
+
+
+# ---------------------------------------------------------------- cost frontier
+
+
+def plot_cost_frontier(table: pd.DataFrame) -> Figure:
+    """Least cost per hour against the quality required, each point labelled with its GPU mix; qualities with
+    no plan marked at the bottom. The least cost does not decrease with the quality, so a point's cost
+    reaches every quality between the point before and it (the step)."""
+    figure = Figure(figsize=(7.5, 5.0), layout="constrained")
+    axes = figure.subplots()
+    found = table[table.cost_per_hour.notna()]
+    mix = [column for column in table.columns if column.startswith("gpus_")]
+    axes.step(found.min_quality, found.cost_per_hour, where="pre", color="black", marker="o",
+              label="least cost of the GPUs in use (exact)")
+    for row in found.itertuples():
+        label = ", ".join(f"{int(getattr(row, c))} {c.removeprefix('gpus_')}" for c in mix if getattr(row, c))
+        axes.annotate(label, (row.min_quality, row.cost_per_hour), textcoords="offset points", xytext=(0, 6),
+                      ha="center", fontsize=8)
+    missing = table[table.cost_per_hour.isna()]
+    if len(missing):
+        axes.plot(missing.min_quality, np.zeros(len(missing)), color=TARGET_COLOR, marker="x", linestyle="none",
+                  clip_on=False, label="no plan reaches this quality")
+    axes.set_xlabel("least mean predicted quality required")
+    axes.set_ylabel("cost per hour of the GPUs in use")
+    axes.set_ylim(bottom=0, top=max(found.cost_per_hour.max() * 1.2, 1.0) if len(found) else 1.0)
+    axes.grid(alpha=0.3)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=9)
+    figure.suptitle(f"{table.instance.iloc[0]}: the cheapest GPUs that reach each quality")
+    return figure

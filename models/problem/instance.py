@@ -18,6 +18,7 @@ made only when a message needs one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import math
 import sys
@@ -587,6 +588,13 @@ def check_objective(instance: Instance, path: Path | str) -> None:
         if gpu_type.cost_per_hour is None:
             raise InputError(f"{path}: field 'cluster.gpu_types[{k}].cost_per_hour': missing; the cost objective "
                              f"needs the cost of GPU type {shown(gpu_type.name)}")
+
+
+def with_objective(instance: Instance, objective: Objective) -> Instance:
+    """The instance with another objective (the command line's, or a frontier's point), checked as the file's."""
+    changed = dataclasses.replace(instance, objective=objective)
+    check_objective(changed, instance.folder / "instance.toml")
+    return changed
 
 
 def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
