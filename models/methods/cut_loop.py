@@ -104,7 +104,8 @@ def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement]:
     chosen = {c[0]: c for c in choices if m.choose[c].value > 0.5}
     setup = tuple(Option(*chosen[i][1:]) if i in chosen else None for i in m.MODELS)
     if hasattr(m, "place"):
-        gpus = {c: tuple(g for g in m.GPUS if m.place[c, g].value > 0.5) for c in chosen.values()}
+        gpus = {c: tuple(slot[-1] for slot in m.SLOTS if slot[:-1] == c and m.place[slot].value > 0.5)
+                for c in chosen.values()}
     else:
         gpus = pattern_gpus(m, choices, set(chosen.values()))
     return setup, tuple(gpus.get(chosen.get(i), ()) for i in m.MODELS)
