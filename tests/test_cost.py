@@ -16,14 +16,17 @@ large on B and small tp1 on A, 7; more otherwise. The best quality at each cost:
 So min_quality 0.8 costs 2, 0.85 costs 5, 0.875 costs 6, and 0.9 has no plan: the best reachable is 0.875.
 """
 
+import re
+
 import pytest
 
+from conftest import REPO
 from random_instances import write_random_typed_instance
 from typed_tiny import write_typed_tiny
 from models.analysis.cost_frontier import cost_frontier
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.brute_force import solve_enumerate
-from models.methods.exact import solve_exact
+from models.methods.exact import build_joint_mip, solve_exact
 from models.methods.heuristic import solve_heuristic
 from models.problem.instance import InputError, Objective, load_instance, with_objective
 from models.problem.plan import Infeasible
@@ -152,3 +155,13 @@ def test_frontier_on_the_typed_tiny(tmp_path, capsys):
     lines = (tmp_path / "tiny-cost-frontier.csv").read_text().splitlines()
     assert lines[0].startswith("instance,min_quality,status,cost_per_hour,quality,gpus_A,gpus_B") and len(lines) == 4
     assert solve.main(["frontier", str(instance.folder), "--quality", "0.9:0.8:0.1"]) == 2
+
+
+def test_formulation_cost_rows_name_real_components(tmp_path):
+    doc = (REPO / "docs" / "formulation.md").read_text()
+    rows = doc.split("### Rows of the cost objective", 1)[1].split("Notes on GPU types", 1)[0]
+    names = set(re.findall(r"`(\w+)(?:\[[^`]*\])?`", rows))
+    instance = cost_instance(tmp_path / "tiny", 0.8)
+    forms = [build_joint_mip(instance), build_joint_mip(instance, placement="per-gpu")]
+    assert names == {"in_use", "gpu_cost", "min_quality"}
+    assert all(any(m.component(name) is not None for m in forms) for name in names)

@@ -24,6 +24,12 @@ A round, one method each:
    the loop stops and reports the gap it has, never loops silently.
 
 With the per-prompt formulation (12) the MIP's quality is Q itself: one round does it.
+
+With the cost objective (SPEC 4.4) the same loop minimizes: the MIP's bound is a lower bound on the
+least cost (the cuts relax Q >= min_quality, (14)), the best bound is the largest, and the incumbent
+is the cheapest candidate (then the one of highest quality). A candidate is a setup with the MIP's
+placement, keyed on its cost too, and its routing LP's optimum; a setup whose LP quality is below
+min_quality is excluded by a no-good cut like one that misses the target.
 """
 
 from __future__ import annotations

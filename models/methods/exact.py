@@ -1,8 +1,10 @@
 """`exact`: the joint setup-and-routing problem as one mixed-integer program, solved by HiGHS.
 
-Sets      models i; GPUs g = 0..G-1; choices c = (i, tp, mps), the options of model i
-          with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
-Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M (GB) per GPU;
+Sets      models i; GPUs g = 0..G-1; GPU types t with GPUs G_t (SPEC 4.4; one type without them);
+          choices c = (i, tp, mps[, t]), the options of model i with a latency curve whose shard
+          fits a GPU of the option's type t_c; segments k of H_c; GPU patterns p of each type t_p.
+Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M_t (GB) per GPU of type t;
+          kappa_t, the cost per hour of a GPU of type t; qmin, the least quality (cost objective);
           cap[c] = min(1, (1 - headroom) r_K / lam), the largest share the option carries (5);
           H_c's segments: H_c(w) = a[c,k] w + b[c,k] on [lo[c,k], hi[c,k]] (ms);
           tau, the mean-TTFT target (ms); required_i; a[p,c] = 1 if pattern p holds a shard of c.
@@ -13,21 +15,27 @@ Variables choose[c] in {0,1}       model i runs with option c
           quality                  the mean predicted quality Q(w)
           placement, in one of two forms:
           gpus_with[p] in {0..G}   GPUs whose content is pattern p   (patterns, the default)
-          place[c,g] in {0,1}      a shard of choice c sits on GPU g (per-GPU)
-Objective max quality
+          place[c,g] in {0,1}      a shard of choice c sits on GPU g of type t_c (per-GPU)
+          used[g] in {0,1}         GPU g holds a shard (per-GPU, cost objective)
+Objective max quality; or, with the cost objective, min gpu_cost s.t. (14)
 (1) sum_{c of i} choose[c] = 1 if i is required, <= 1 otherwise
 Placement, per-GPU form:
-(2) sum_g place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a model per GPU)
-(3) sum_c shard_gb[c] place[c,g] <= M                       memory per GPU
+(2) sum_{g in G_{t_c}} place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a
+    model per GPU)
+(3) sum_c shard_gb[c] place[c,g] <= M_t for g of type t      memory per GPU
 (4) sum_c mps[c] place[c,g] <= 100                          compute share per GPU
-(10) GPUs are identical: the GPUs holding the first model come first,
-    sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1]. Sorting any plan's GPUs
-    this way keeps it feasible, so no optimal plan is cut off. HiGHS's own symmetry detection
-    handles the permutations left.
-Placement, pattern (configuration) form: a pattern is a maximal GPU content, a set of shards, at
-most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patterns`).
+(10) GPUs of a type are identical: those holding the first model come first,
+    sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1] for g, g+1 of one type. Sorting
+    any plan's GPUs of each type this way keeps it feasible (and its cost), so no optimal plan is cut
+    off. HiGHS's own symmetry detection handles the permutations left.
+(13) cost objective: used[g] >= place[c,g];  gpu_cost = sum_g kappa_{t(g)} used[g]
+Placement, pattern (configuration) form: a pattern of type t is a maximal content of a GPU of type t,
+a set of shards of choices of type t, at most one per model, within M_t GB and 100 %
+(models/problem/setup.py `maximal_patterns`).
 (2p) sum_p a[p,c] gpus_with[p] >= tp[c] choose[c]           each chosen option's shards on as many GPUs
-(3p) sum_p gpus_with[p] <= G                                 no more GPUs than the cluster has
+(3p) sum_{p of type t} gpus_with[p] <= |G_t|                 no more GPUs of a type than the cluster has
+(13p) cost objective: gpu_cost = sum_p kappa_{t_p} gpus_with[p]; at the optimum every counted GPU
+    holds a shard (else dropping it is cheaper), so it is the cost of the GPUs in use
     Every GPU content of a placement lies in a maximal pattern, and dropping shards keeps a GPU
     within (3) and (4), so (2p)-(3p) admit exactly the setups that can be placed: (2)-(4) hold by
     construction, GPUs are not told apart, and (10) is not needed.
@@ -39,6 +47,8 @@ most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patt
 (9) non-convex H_c: sum_k seg[c,k] = choose[c]; lo[c,k] seg[c,k] <= piece[c,k] <= hi[c,k] seg[c,k];
     share[c] = sum_k piece[c,k]; contribution[c] >= sum_k (a[c,k] piece[c,k] + b[c,k] seg[c,k])
 (11) quality <= B(alpha) + sum_i alpha[i] w[i] for cuts alpha, B(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]).
+(14) cost objective: quality >= qmin. With (11) an outer approximation of the concave Q(w), (14) is
+    a relaxation of Q(w) >= qmin that the cut loop makes exact (docs/formulation.md).
 
 The per-prompt formulation (`per_prompt=True`, the textbook form, kept for
 teaching and as the benchmark's baseline) replaces (11) by the routing itself,
