@@ -240,9 +240,10 @@ class CutLoop:
         retry.highs_options = {**self.solver.highs_options, "presolve": "off"}
         again = solve_model(self.m, retry)
         if self.contradicts(again.bound):
+            beyond = "below the quality" if self.min_quality is None else "above the cost"
             raise SolverError(f"exact: HiGHS proved a bound of {bound:.9f} (and {again.bound} with presolve off), "
-                              f"beyond the value {self.value(self.incumbent):.9f} of a plan it admits; its bound "
-                              "cannot be trusted")
+                              f"{beyond} {self.value(self.incumbent):.9f} of a plan it admits; its bound cannot be "
+                              "trusted")
 
     def remember_point(self) -> bool:
         """Whether the MIP's solution (shares and quality, to 1e-9) is a new one."""
