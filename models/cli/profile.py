@@ -4,14 +4,18 @@
             [--force] [--method simulate|analytic] [--overheads cpu_overheads.csv] [--overhead-scale K]
             [--request-delay-ms D] [--prompt-mean 256] [--output-mean 32] [--seed 0]
             [--stand-in NAME=TABLE_MODEL ...] [--max-requests 40000] [--workers 2] [--quiet]
+            [--gpu A100-80GB|H100-80GB] [--gpu-ratios perf_model.csv]
 
 Builds a curve for every model, tp and MPS share of the instance's
 setup_options that the table measured and whose shard fits a GPU, on the
 calibrated simulated server (docs/latency.md), writes them to --out (an
 existing file only with --force), and prints, per model, the best mean TTFT it
-reaches alone at the instance's arrival rate. Models with the same stand-in,
-option and KV-cache size share one simulation. Exit status: 0 done; 2 bad input
-or usage (one line on stderr naming the file and field).
+reaches alone at the instance's arrival rate. With --gpu, the curves are those
+of that GPU type: the table's A100 step times scaled by the H100/A100 ratios
+Splitwise measured (models/profiling/gpus.py), every row with a gpu_type
+column (SPEC 4.4). Models with the same stand-in, option and KV-cache size
+share one simulation. Exit status: 0 done; 2 bad input or usage (one line on
+stderr naming the file and field).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positiv
 from models.problem.instance import InputError
 from models.profiling.calibration import DEFAULT
 from models.profiling.deployments import deployments, read_target
+from models.profiling.gpus import HARDWARE, TABLE_GPU, gpu_ratios
 from models.profiling.overheads import read_cpu_overheads
 from models.profiling.profiles import (
     analytic_rows,
@@ -45,6 +50,7 @@ EXIT_DONE = 0
 PROMPT_MEAN, OUTPUT_MEAN = 256.0, 32.0  # RouterBench-like lengths, docs/latency.md
 METHODS = {"simulate": simulated_rows, "analytic": analytic_rows}
 SHIPPED_OVERHEADS = Path("data") / "measured" / "vidur-a100-cpu-overheads" / "cpu_overheads.csv"
+SHIPPED_RATIOS = Path("data") / "measured" / "splitwise-a100-h100" / "perf_model.csv"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -80,6 +86,12 @@ def parse_args(argv) -> argparse.Namespace:
                              f"quicker, rougher curves (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=2,
                         help="processes, one curve each at a time (default: %(default)s)")
+    parser.add_argument("--gpu", choices=sorted(HARDWARE), metavar="GPU_TYPE",
+                        help=f"GPU type of the curves, one of {', '.join(sorted(HARDWARE))}; adds a gpu_type "
+                             "column (default: the table's A100-80GB, no column)")
+    parser.add_argument("--gpu-ratios", type=Path, default=REPO / SHIPPED_RATIOS, metavar="CSV",
+                        help=f"Splitwise-format times on both GPUs, for --gpu H100-80GB (default: the shipped "
+                             f"{SHIPPED_RATIOS})")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress on stderr (default: a bar on a terminal, else a timestamped line "
                              "every few seconds)")
@@ -162,11 +174,14 @@ def profile(args: argparse.Namespace) -> int:
                              max_requests=args.max_requests)
     workload = sample_workload(trace, lengths, settings.max_requests, args.seed)
     cpu_by_tp = {d.tp: overheads.iteration_cost(d.tp, args.overhead_scale) for d in found}
-    jobs = curve_jobs(found, cpu_by_tp, table=table, workload=workload, context_window=lengths.context_window,
-                      request_delay_ms=args.request_delay_ms, settings=settings)
+    gpu_by_tp = gpu_ratios(args.gpu_ratios, args.gpu or TABLE_GPU, {d.tp for d in found})
+    jobs = curve_jobs(found, cpu_by_tp, gpu_by_tp, table=table, workload=workload,
+                      context_window=lengths.context_window, request_delay_ms=args.request_delay_ms, settings=settings)
     for job in jobs:
         check_fits(job.config(), workload, f"{', '.join(job.models)} at tp {job.tp}")
     profiles = build_profiles(jobs, METHODS[args.method], workers=args.workers, progress=not args.quiet)
+    if args.gpu:
+        profiles = profiles.assign(gpu_type=args.gpu)
     write_profiles(profiles, args.out)
     print(f"wrote {len(profiles)} points, {len(profiles.groupby(['model', 'tp', 'mps_pct']))} curves "
           f"({len(jobs)} simulated) to {args.out}")

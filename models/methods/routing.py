@@ -57,6 +57,7 @@ from models.problem.solver import DeadlinePassed, make_solver, remaining, solve_
 from models.problem.transport import FixedRows, Prompts, best_at, best_models
 
 MOVE_TOL = 1e-9  # prompts: a move below this is LP round-off, not a move
+SAMPLE_ROWS, SAMPLE_STEP = 2_000, 8  # above SAMPLE_ROWS distinct rows, prices from every SAMPLE_STEP-th row first
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,10 +170,18 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint,
     docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed` is raised once it
     passes (checked before every LP, and HiGHS gets the time left)."""
     deployed = deployed_models(setup)
-    prompts = Prompts.merge(instance.scores[:, deployed])
     if segments is None:
         segments = nonconvex_segments(instance, setup, shares_hint)
-    center = np.asarray(prices_hint, dtype=float)[deployed]
+    return routing_over(instance, setup, Prompts.merge(instance.scores[:, deployed]),
+                        np.asarray(prices_hint, dtype=float)[deployed], segments, deadline)
+
+
+def routing_over(instance: Instance, setup: Setup, prompts: Prompts, center: np.ndarray, segments: dict,
+                 deadline: float | None) -> SetupRouting | None:
+    """The routing LP over `prompts` (distinct rows of the deployed models' scores), its window centered
+    on the prices a sample of the rows gives from `center` (`sampled_prices`)."""
+    deployed = deployed_models(setup)
+    center = sampled_prices(instance, setup, prompts, center, segments, deadline)
     best, margin = best_models(prompts.rows, center)
     inside = margin <= initial_window(margin, len(deployed))
     while True:
@@ -191,6 +200,22 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint,
             inside |= violated
             continue
         return setup_routing(m, instance, setup, prices, int(inside.sum()))
+
+
+def sampled_prices(instance: Instance, setup: Setup, prompts: Prompts, center: np.ndarray, segments: dict,
+                   deadline: float | None) -> np.ndarray:
+    """Prices to center the window on: the routing LP's over an evenly spaced sample of one row in
+    SAMPLE_STEP (each standing for the prompts of SAMPLE_STEP rows), itself solved this way, when there
+    are more than SAMPLE_ROWS rows; else `center`. Far from the optimal prices the window needs every
+    row the prices misplace, so a hint from shares that are off by a few percent (a first MIP round's)
+    would bring tens of thousands of rows into it; the sample's prices misplace few. They only center
+    the window: the answer is the LP over all rows either way. If the sample cannot meet the SLO, `center`."""
+    if len(prompts.counts) <= SAMPLE_ROWS:
+        return center
+    sample = Prompts(prompts.rows[::SAMPLE_STEP], prompts.counts[::SAMPLE_STEP])
+    sample = Prompts(sample.rows, sample.counts * prompts.prompt_count / sample.prompt_count)
+    routing = routing_over(instance, setup, sample, center, segments, deadline)
+    return center if routing is None else routing.prices[deployed_models(setup)]
 
 
 def initial_window(margin: np.ndarray, models: int) -> float:

@@ -21,6 +21,7 @@ from models.problem.instance import PROFILE_COLUMNS, Curve, InputError
 from models.problem.latency import latency_ms
 from models.profiling.analytic import analytic_curve
 from models.profiling.deployments import Deployment
+from models.profiling.gpus import GpuRatios
 from models.profiling.overheads import IterationCost
 from models.profiling.server import ServerConfig
 from models.profiling.simulator import Server
@@ -45,6 +46,7 @@ class CurveJob:
     workload: Workload
     context_window: int
     cpu: IterationCost = IterationCost()
+    gpu: GpuRatios = GpuRatios()
     request_delay_ms: float = 0.0
     settings: SweepSettings = SweepSettings()
 
@@ -52,7 +54,7 @@ class CurveJob:
         return ServerConfig(kv_tokens=self.kv_tokens, token_budget=self.context_window)
 
     def step_times(self) -> StepTimes:
-        return self.table.step_times(self.table_model, self.tp, self.mps_pct).with_cpu(self.cpu)
+        return self.table.step_times(self.table_model, self.tp, self.mps_pct).with_cpu(self.cpu).on_gpu(self.gpu)
 
     def for_each_model(self, curve: pd.DataFrame) -> pd.DataFrame:
         """The curve's rows once per model, with their option."""
@@ -60,13 +62,15 @@ class CurveJob:
                          ignore_index=True)
 
 
-def curve_jobs(found: tuple[Deployment, ...], cpu_by_tp: dict[int, IterationCost], **common) -> list[CurveJob]:
+def curve_jobs(found: tuple[Deployment, ...], cpu_by_tp: dict[int, IterationCost], gpu_by_tp: dict[int, GpuRatios],
+               **common) -> list[CurveJob]:
     """One job per distinct (stand-in, tp, MPS share, KV tokens), in order of first appearance, with the
-    CPU time per iteration of its tp; `common` are the remaining CurveJob fields."""
+    CPU time per iteration and the GPU type's ratios of its tp; `common` are the remaining CurveJob fields."""
     groups: dict[tuple, list[str]] = {}
     for d in found:
         groups.setdefault((d.table_model, d.tp, d.mps_pct, d.kv_tokens), []).append(d.model)
-    return [CurveJob(tuple(models), *key, cpu=cpu_by_tp[key[1]], **common) for key, models in groups.items()]
+    return [CurveJob(tuple(models), *key, cpu=cpu_by_tp[key[1]], gpu=gpu_by_tp[key[1]], **common)
+            for key, models in groups.items()]
 
 
 def analytic_rows(job: CurveJob) -> pd.DataFrame:

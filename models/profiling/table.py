@@ -35,6 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from models.problem.instance import InputError
+from models.profiling.gpus import GpuRatios
 from models.profiling.overheads import IterationCost
 
 PHASES = ("prefill", "decoding")
@@ -207,24 +208,33 @@ def along_batch(batch_sizes: np.ndarray, rows: np.ndarray, batch: np.ndarray) ->
 class StepTimes:
     """Prefill and decode iteration times (ms) of one deployment option, as functions of (b, s).
 
-    An iteration of b requests takes the table's GPU time plus the engine's CPU time `cpu` at b
+    An iteration of b requests takes the table's GPU time, times the GPU type's ratio `gpu`
+    (models/profiling/gpus.py: rho_p(b s) for a prefill, rho_d(b) for a decode; 1 on the table's
+    own GPU unless `on_gpu` sets it), plus the engine's CPU time `cpu` at b
     (models/profiling/overheads.py; none unless `with_cpu` adds it).
     """
 
     prefill: RowInterpolant
     decode: RowInterpolant
     cpu: IterationCost = IterationCost()
+    gpu: GpuRatios = GpuRatios()
 
     def with_cpu(self, cpu: IterationCost) -> "StepTimes":
         return replace(self, cpu=cpu)
 
+    def on_gpu(self, gpu: GpuRatios) -> "StepTimes":
+        return replace(self, gpu=gpu)
+
     def prefill_ms(self, batch, seq) -> np.ndarray:
-        """Prefill times on the grid batch x seq (see `RowInterpolant.outer`), CPU time included."""
-        return self.prefill.outer(batch, seq) + self.cpu.at(np.atleast_1d(batch))[:, None]
+        """Prefill times on the grid batch x seq (see `RowInterpolant.outer`), GPU ratio and CPU time included."""
+        batch, seq = np.atleast_1d(batch), np.atleast_1d(seq)
+        gpu_ms = self.prefill.outer(batch, seq) * self.gpu.prefill(np.multiply.outer(batch, seq))
+        return gpu_ms + self.cpu.at(batch)[:, None]
 
     def decode_ms(self, batch, seq) -> np.ndarray:
-        """Decode step times on the grid batch x seq, CPU time included."""
-        return self.decode.outer(batch, seq) + self.cpu.at(np.atleast_1d(batch))[:, None]
+        """Decode step times on the grid batch x seq, GPU ratio and CPU time included."""
+        batch = np.atleast_1d(batch)
+        return self.decode.outer(batch, seq) * self.gpu.decode(batch)[:, None] + self.cpu.at(batch)[:, None]
 
     def grids(self, max_batch: int, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Dense lookups `grid[b, s]` for b in 0..max_batch, s in 0..max_len (b = 0 and s = 0 read as 1)."""
