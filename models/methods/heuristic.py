@@ -13,10 +13,14 @@ shards all sit on GPUs of its option's type: the compute of the options on a
 type is at most 100 x its GPUs (a setup over it counts as over the cluster's
 compute), the floor stays on the total, so floor 1 keeps the setups that fill
 every GPU of every type, and first-fit decreasing packs each shard on the
-first GPU of its type with room. Under the cost objective the floor is not
-applied (it would keep only setups that use every GPU), each setup's cost is
-that of the GPUs its first-fit packing uses, and the plan is the cheapest
-setup whose inner solve reaches min_quality.
+first GPU of its type with room.
+
+Under the cost objective (SPEC 4.4) the heuristic is run as it is on
+sub-clusters: every choice of how many GPUs of each type to use (the first
+ones of each type), in order of their cost per hour; on each, the rules above
+apply with the floor a fraction of that sub-cluster's compute (floor 1 fills
+every GPU paid for). The plan is the first one whose quality reaches
+min_quality.
 
 Inner solve for a kept setup, over the deployed models' shares w (caps
 c_i = min(1, r_K / lam) from capacity (5), T(w) = sum_i H_i(w_i) the mean TTFT):
@@ -50,6 +54,8 @@ publishes a routing that realizes its shares (`models/problem/published.py`).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,11 +63,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.problem.instance import Instance
+from models.problem.instance import Instance, Objective
 from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan
 from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_pct, count_within_compute,
-                                  describe_setup, model_choices, placement_cost, setups_within_compute)
+                                  describe_setup, model_choices, setups_within_compute)
 from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
@@ -136,9 +142,10 @@ def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
     that holds no shard of its model; None if some shard finds no GPU."""
     deployed = [k for k, o in enumerate(setup) if o is not None]
     order = sorted(deployed, key=lambda k: (-setup[k].mps_pct, -instance.models[k].shard_gb(setup[k].tp), k))
+    numbers = [g for t in instance.types for g in t.gpus]  # the GPUs' numbers, by position in these arrays
     kinds = np.array([t.name for t in instance.types for _ in t.gpus], dtype=object)
     free_memory = np.array([t.memory_gb for t in instance.types for _ in t.gpus])
-    free_compute = np.full(instance.gpu_count, 100)
+    free_compute = np.full(len(numbers), 100)
     gpus: dict[int, list[int]] = {k: [] for k in deployed}
     for k in order:
         memory, share = instance.models[k].shard_gb(setup[k].tp), setup[k].mps_pct
@@ -151,7 +158,7 @@ def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
             free_memory[g] -= memory
             free_compute[g] -= share
             gpus[k].append(g)
-    return tuple(tuple(sorted(gpus.get(k, ()))) for k in range(len(setup)))
+    return tuple(tuple(sorted(numbers[g] for g in gpus.get(k, ()))) for k in range(len(setup)))
 
 
 # ---------------------------------------------------------------- inner: prices
@@ -507,26 +514,6 @@ def best_result(prompts: Prompts, results, deadline: float | None = None) -> tup
     return best, best_quality, computed
 
 
-def cheapest_result(instance: Instance, prompts: Prompts, results,
-                    deadline: float | None = None) -> tuple[SetupResult | None, float, int]:
-    """Under the cost objective: the result of least cost (of the GPUs its packing uses) whose exact Q meets
-    min_quality, then of highest Q. Q is computed only where the bound D_w(alpha) >= Q could meet it."""
-    costs = {id(r): placement_cost(instance, r.placement) for r in results}
-    ranked = sorted((r for r in results if r.candidate is not None and instance.objective.met_by(r.candidate.bound)),
-                    key=lambda r: (costs[id(r)], -r.candidate.bound))
-    best, best_quality, computed = None, -np.inf, 0
-    for result in ranked:
-        if best is not None and (costs[id(result)] > costs[id(best)] or result.candidate.bound <= best_quality):
-            break
-        if computed and past(deadline):
-            break
-        quality = exact_quality(prompts, result)
-        computed += 1
-        if instance.objective.met_by(quality) and quality > best_quality:
-            best, best_quality = result, quality
-    return best, best_quality, computed
-
-
 def past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() >= deadline
 
@@ -543,7 +530,8 @@ def final_prices(prompts: Prompts, result: SetupResult) -> tuple[np.ndarray, flo
 
 def solve_heuristic(instance: Instance, time_limit: float | None = None,
                     utilization_floor: float = DEFAULT_UTILIZATION_FLOOR, progress: bool = True) -> Plan:
-    """The heuristic's plan (status `heuristic`); raises `Infeasible` or `NoPlanInTime`.
+    """The heuristic's plan (status `heuristic`); raises `Infeasible` or `NoPlanInTime`. Under the cost objective,
+    `solve_cheapest_heuristic`.
 
     `utilization_floor` is a fraction of the cluster's compute (100 x GPUs). The
     plan publishes a routing that realizes its shares (`models/problem/published.py`); the
@@ -551,17 +539,16 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     notes, with the setups considered, pruned by each rule, kept and evaluated, and the seconds
     per stage.
     """
+    if instance.objective.kind == "cost":
+        return solve_cheapest_heuristic(instance, time_limit, utilization_floor, progress)
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
-    cost = instance.objective.kind == "cost"
-    floor = 0.0 if cost else utilization_floor  # the cost objective looks for the setups using fewest GPUs
-    found = search_setups(instance, prompts, floor, time_limit, progress, start)
+    found = search_setups(instance, prompts, utilization_floor, time_limit, progress, start)
     clock = time.perf_counter()
-    best, quality, computed = (cheapest_result(instance, prompts, found.results, deadline) if cost
-                               else best_result(prompts, found.results, deadline))
+    best, quality, computed = best_result(prompts, found.results, deadline)
     if best is None:
-        raise no_plan(instance, found, floor, time_limit)
+        raise no_plan(instance, found, utilization_floor, time_limit)
     seconds = {**found.seconds, "exact_quality": time.perf_counter() - clock}
     own = {}
     if not past(deadline):  # the heuristic's own prices, as published: for the notes only
@@ -577,6 +564,48 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     report = SolverReport("heuristic", time.perf_counter() - start)
     return build_plan(instance, "heuristic", best.setup, best.placement, best.full_shares(len(instance.models)),
                       quality, report, notes)
+
+
+def solve_cheapest_heuristic(instance: Instance, time_limit: float | None = None,
+                             utilization_floor: float = DEFAULT_UTILIZATION_FLOOR, progress: bool = True) -> Plan:
+    """The cost objective (module docstring): the heuristic's plan on the cheapest sub-cluster where it reaches
+    min_quality; raises `Infeasible` when none does, `NoPlanInTime` past the time limit."""
+    start = time.perf_counter()
+    objective = instance.objective
+    best_found = None
+    for tried, counts in enumerate(sub_clusters(instance), start=1):
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
+            raise NoPlanInTime(f"heuristic: time limit of {time_limit:g} s passed after {tried - 1} sub-clusters")
+        smaller = sub_cluster(instance, counts)
+        if any(model.required and not smaller.options(model) for model in smaller.models):
+            continue  # a required model fits none of its GPUs
+        try:
+            plan = solve_heuristic(smaller, remaining, utilization_floor, progress)
+        except (Infeasible, TooLarge):
+            continue
+        best_found = max(best_found or 0.0, plan.quality)
+        if objective.met_by(plan.quality):
+            mix = " + ".join(f"{n} {t.name}" for n, t in zip(counts, instance.types) if n)
+            return dataclasses.replace(plan, min_quality=objective.min_quality,
+                                       solver=SolverReport("heuristic", time.perf_counter() - start),
+                                       notes={**plan.notes, "sub_cluster": mix, "sub_clusters_tried": tried})
+    found = "none has a plan" if best_found is None else f"the best quality found is {best_found:.6f}"
+    raise Infeasible(f"heuristic: on no sub-cluster does it reach quality {objective.min_quality:g}; {found}")
+
+
+def sub_clusters(instance: Instance) -> list[tuple[int, ...]]:
+    """Every count of GPUs per type (not all zero), cheapest first (then fewer GPUs, then in order)."""
+    counts = itertools.product(*(range(t.count + 1) for t in instance.types))
+    costs = [t.cost_per_hour for t in instance.types]
+    return sorted((c for c in counts if any(c)),
+                  key=lambda c: (sum(n * k for n, k in zip(c, costs)), sum(c), c))
+
+
+def sub_cluster(instance: Instance, counts: tuple[int, ...]) -> Instance:
+    """The instance on the first `counts[t]` GPUs of each type (numbers kept), with the quality objective."""
+    types = tuple(dataclasses.replace(t, count=n) for t, n in zip(instance.types, counts))
+    return dataclasses.replace(instance, gpu_types=types, gpu_count=sum(counts), objective=Objective())
 
 
 def search_notes(found: SearchResult, seconds: dict, computed: int) -> dict:
@@ -668,9 +697,5 @@ def no_plan(instance: Instance, found: SearchResult, floor: float, time_limit: f
         return Infeasible(f"heuristic: no setup passes pruning (compute within the cluster and at least "
                           f"{100 * floor:g}% of it, shards packed by first-fit decreasing); "
                           "a lower utilization_floor keeps more")
-    if instance.objective.kind == "cost" and any(r.candidate is not None for r in found.results):
-        return Infeasible(f"heuristic: none of the {len(found.search.kept)} setups kept after pruning reaches "
-                          f"quality {instance.objective.min_quality:g} within the {instance.slo_mean_ttft_ms:g} ms "
-                          "target")
     return Infeasible(f"heuristic: none of the {len(found.search.kept)} setups kept after pruning can carry "
                       f"the load within the {instance.slo_mean_ttft_ms:g} ms target")
