@@ -155,6 +155,9 @@ def test_frontier_on_the_typed_tiny(tmp_path, capsys):
     lines = (tmp_path / "tiny-cost-frontier.csv").read_text().splitlines()
     assert lines[0].startswith("instance,min_quality,status,cost_per_hour,quality,gpus_A,gpus_B") and len(lines) == 4
     assert solve.main(["frontier", str(instance.folder), "--quality", "0.9:0.8:0.1"]) == 2
+    capsys.readouterr()
+    assert solve.main(["frontier", str(REPO / "data" / "tiny"), "--quality", "0.8:0.9:0.1"]) == 2  # no costs
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_formulation_cost_rows_name_real_components(tmp_path):

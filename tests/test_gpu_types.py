@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from conftest import REPO
 from random_instances import write_random_typed_instance
 from typed_tiny import write_typed_tiny
 from models.evaluation.evaluate import evaluate_plan
@@ -198,3 +199,10 @@ def test_bad_gpu_types_are_named_in_one_line(typed_copy, capsys, case):
     assert solve.main([str(typed_copy), "--method", "exact", "--quiet"]) == 2
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+def test_the_shipped_mixed_instance_loads_with_its_types():
+    instance = load_instance(REPO / "data" / "mixed-a100-h100")
+    assert [(t.name, t.gpus, t.cost_per_hour) for t in instance.types] == [
+        ("A100-80GB", range(0, 2), 2.79), ("H100-80GB", range(2, 4), 3.99)]
+    assert {o.gpu_type for m in instance.models for o in instance.options(m)} == {"A100-80GB", "H100-80GB"}
