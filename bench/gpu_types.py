@@ -24,7 +24,6 @@ Seconds are wall-clock; the machine may be shared. Progress goes to stderr, the 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
