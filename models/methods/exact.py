@@ -283,7 +283,8 @@ def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
         patterns += [tuple(mine[j] for j in content) for content in found]
         types += [gpu_type] * len(found)
     m.PATTERNS = pyo.RangeSet(0, len(patterns) - 1, doc="maximal GPU patterns p")
-    m.HOLDS = pyo.Set(dimen=m.CHOICES.dimen + 1, initialize=[(p, *choices[k]) for p, content in enumerate(patterns) for k in content],
+    m.HOLDS = pyo.Set(dimen=m.CHOICES.dimen + 1,
+                      initialize=[(p, *choices[k]) for p, content in enumerate(patterns) for k in content],
                       doc="(p, c): pattern p holds a shard of choice c")
     m.pattern_choices = patterns  # the patterns' contents (indices into CHOICES), read back by mip_setup
     m.pattern_types = types  # each pattern's GPU type, read back by mip_setup

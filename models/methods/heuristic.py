@@ -66,8 +66,8 @@ import pandas as pd
 from models.problem.instance import Instance, Objective
 from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan
-from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_pct, count_within_compute,
-                                  describe_setup, model_choices, setups_within_compute)
+from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_on_type, compute_pct,
+                                  count_within_compute, describe_setup, model_choices, setups_within_compute)
 from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
@@ -122,7 +122,7 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
                        f"{SETUP_LIMIT:,} it tries (at a few tenths of a second each); use --method exact{higher}")
     kept, over_type = [], 0
     for setup in setups_within_compute(instance, floor, cluster):
-        if not all(type_compute(setup, gpu_type.name) <= 100 * gpu_type.count for gpu_type in instance.types):
+        if not all(compute_on_type(setup, t.name) <= 100 * t.count for t in instance.types):
             over_type += 1
             continue
         placement = first_fit_decreasing(instance, setup)
@@ -131,10 +131,6 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
     return SetupSearch(considered=considered, over_compute=considered - within + over_type,
                        under_floor=within - passed, unpackable=passed - over_type - len(kept), kept=tuple(kept))
 
-
-def type_compute(setup: Setup, gpu_type: str) -> int:
-    """Total compute share of the setup's options on one GPU type, in percent of one GPU."""
-    return compute_pct(tuple(o for o in setup if o is not None and o.gpu_type == gpu_type))
 
 
 def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:

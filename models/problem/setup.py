@@ -51,10 +51,15 @@ def fits_cluster_totals(instance: Instance, setup: Setup) -> bool:
 
 
 def fits_type_totals(instance: Instance, setup: Setup, gpu_type: GpuType) -> bool:
-    on_type = [(m, o) for m, o in zip(instance.models, setup) if o is not None and o.gpu_type == gpu_type.name]
-    compute = sum(o.compute_pct for _, o in on_type)
-    memory = sum(o.tp * m.shard_gb(o.tp) for m, o in on_type)
-    return compute <= 100 * gpu_type.count and memory <= gpu_type.count * gpu_type.memory_gb + MEMORY_TOL_GB
+    memory = sum(o.tp * m.shard_gb(o.tp) for m, o in zip(instance.models, setup)
+                 if o is not None and o.gpu_type == gpu_type.name)
+    return (compute_on_type(setup, gpu_type.name) <= 100 * gpu_type.count
+            and memory <= gpu_type.count * gpu_type.memory_gb + MEMORY_TOL_GB)
+
+
+def compute_on_type(setup: Setup, gpu_type: str) -> int:
+    """Total compute share of the setup's options on one GPU type, in percent of one GPU."""
+    return compute_pct(tuple(o for o in setup if o is not None and o.gpu_type == gpu_type))
 
 
 def candidate_setups(instance: Instance) -> Iterator[Setup]:
