@@ -180,6 +180,8 @@ BAD_TYPES = {
                       ["field 'cluster.gpu_types[1].cost_per_hour'", "not a non-negative"]),
     "unknown key in a type": ("instance.toml", "cost_per_hour = 3.0", "cost_per_hour = 3.0\nprice = 2",
                               ["field 'cluster.gpu_types[1].price'", "unknown key"]),
+    "misspelt gpu_types": ("instance.toml", "[[cluster.gpu_types]]", "[[cluster.gpu_typs]]",
+                           ["field 'cluster.gpu_typs'", "did you mean 'gpu_types'?"]),
     "types not tables": ("instance.toml", "[cluster]\n", '[cluster]\ngpu_types = "A100"\n', []),
 }
 

@@ -231,7 +231,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
     for *c, g in m.SLOTS:
         on_gpu[g].append(tuple(c))
 
-    @m.Constraint(m.CHOICES, doc="(2) tp shards on distinct GPUs of the choice's type")
+    @m.Constraint(m.CHOICES, doc="(2) tp shards on distinct GPUs")
     def shards(m, *c):
         return sum(m.place[c, g] for g in choice_type(instance, c).gpus) == c[1] * m.choose[c]
 
@@ -240,7 +240,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
         mine = [c for c in on_gpu[g] if c[0] == i]
         return sum(m.place[c, g] for c in mine) <= 1 if mine else pyo.Constraint.Skip
 
-    @m.Constraint(m.GPUS, doc="(3) memory per GPU, of its type")
+    @m.Constraint(m.GPUS, doc="(3) memory per GPU")
     def memory(m, g):
         if not on_gpu[g]:
             return pyo.Constraint.Skip
@@ -254,7 +254,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
 
     first = {g: [c for c in on_gpu[g] if c[0] == instance.models[0].name] for g in m.GPUS}
 
-    @m.Constraint(m.GPUS, doc="(10) identical GPUs of a type: those holding the first model come first")
+    @m.Constraint(m.GPUS, doc="(10) identical GPUs: those holding the first model come first")
     def gpu_order(m, g):
         if g + 1 not in instance.type_of_gpu(g).gpus or not first[g]:
             return pyo.Constraint.Skip
@@ -299,7 +299,7 @@ def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
     def pattern_cover(m, *c):
         return sum(m.gpus_with[p] for p in holders[c]) >= c[1] * m.choose[c]
 
-    @m.Constraint(range(len(instance.types)), doc="(3p) no more GPUs of a type than the cluster has")
+    @m.Constraint(range(len(instance.types)), doc="(3p) no more GPUs than the cluster has")
     def gpu_count(m, t):
         gpu_type = instance.types[t]
         counted = [p for p in m.PATTERNS if types[p] == gpu_type]

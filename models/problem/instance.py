@@ -434,8 +434,8 @@ def cell(table: CsvTable, row: int, column: str) -> str:
 # top level); an array of tables ([[models]]) lists the keys of one entry. Any other key is an error
 # (`check_known_keys`). An extension adds its keys here.
 KNOWN_KEYS = {
-    "": ("name", "description", "cluster", "workload", "setup_options", "models", "files", "objective"),
-    "cluster": ("gpu_count", "gpu_memory_gb", "gpu_type", "gpu_types"),
+    "": ("name", "description", "cluster", "workload", "setup_options", "models", "files"),
+    "cluster": ("gpu_count", "gpu_memory_gb", "gpu_type"),
     "cluster.gpu_types": ("name", "count", "memory_gb", "cost_per_hour"),
     "objective": ("kind", "min_quality"),
     "workload": ("arrival_rate_rps", "slo_mean_ttft_ms", "headroom"),
@@ -445,19 +445,27 @@ KNOWN_KEYS = {
 }
 
 
+# SPEC 4.4's keys in tables that had keys before it: accepted, and suggested when a key is close to one,
+# but not listed among the known keys of a message, which name those of an instance with one GPU type and
+# the quality objective.
+SPEC_4_4_KEYS = {"": ("objective",), "cluster": ("gpu_types",)}
+
+
 def check_known_keys(config: dict, path: Path) -> None:
-    """Every key of every table in KNOWN_KEYS is one it lists (a misspelt optional key would otherwise
-    be ignored, and a key of a newer SPEC planned without)."""
+    """Every key of every table in KNOWN_KEYS is one it lists, or one of SPEC_4_4_KEYS (a misspelt optional
+    key would otherwise be ignored, and a key of a newer SPEC planned without)."""
     for table, known in KNOWN_KEYS.items():
+        extended = known + SPEC_4_4_KEYS.get(table, ())
         for where, entry in tables_at(config, table):
-            unknown = [key for key in entry if key not in known]
+            unknown = [key for key in entry if key not in extended]
             if unknown:
-                raise InputError(unknown_key(path, where, unknown[0], known))
+                raise InputError(unknown_key(path, where, unknown[0], known, extended))
 
 
-def unknown_key(path: Path, where: str, key: str, known: tuple[str, ...]) -> str:
-    """The message for `key` in the table `where`: the closest known key, if one is close, and all of them."""
-    close = difflib.get_close_matches(key, known, n=1)
+def unknown_key(path: Path, where: str, key: str, known: tuple[str, ...], accepted: tuple[str, ...]) -> str:
+    """The message for `key` in the table `where`: the closest accepted key, if one is close, and the known
+    ones."""
+    close = difflib.get_close_matches(key, accepted, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     name = f"{where}.{key}" if where else key
     return f"{path}: field {shown(name)}: unknown key ({hint}known: {', '.join(known)})"
