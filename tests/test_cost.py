@@ -40,10 +40,14 @@ def cost_instance(folder, min_quality: float):
 
 
 @pytest.mark.parametrize("min_quality", sorted(COSTS))
-@pytest.mark.parametrize("method", ["patterns", "per-gpu", "enumerate"])
+@pytest.mark.parametrize("method", ["patterns", "per-gpu", "per-prompt", "enumerate"])
 def test_hand_derived_least_cost(tmp_path, min_quality, method):
     instance = cost_instance(tmp_path / "tiny", min_quality)
-    plan = solve_enumerate(instance) if method == "enumerate" else solve_exact(instance, placement=method)
+    if method == "enumerate":
+        plan = solve_enumerate(instance)
+    else:
+        plan = solve_exact(instance, per_prompt=method == "per-prompt",
+                           placement="patterns" if method == "per-prompt" else method)
     cost, quality = COSTS[min_quality]
     assert plan.cost_per_hour == pytest.approx(cost) and plan.solver.status == "optimal"
     assert plan.solver.bound == pytest.approx(cost, rel=1e-6)
