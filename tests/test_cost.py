@@ -18,6 +18,8 @@ So min_quality 0.8 costs 2, 0.85 costs 5, 0.875 costs 6, and 0.9 has no plan: th
 
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import REPO
@@ -28,6 +30,7 @@ from models.evaluation.evaluate import evaluate_plan
 from models.methods.brute_force import solve_enumerate
 from models.methods.exact import build_joint_mip, solve_exact
 from models.methods.heuristic import solve_heuristic
+from models.output.plots import plot_cost_frontier
 from models.problem.instance import InputError, Objective, load_instance, with_objective
 from models.problem.plan import Infeasible
 import solve
@@ -172,3 +175,11 @@ def test_formulation_cost_rows_name_real_components(tmp_path):
     forms = [build_joint_mip(instance), build_joint_mip(instance, placement="per-gpu")]
     assert names == {"in_use", "gpu_cost", "min_quality"}
     assert all(any(m.component(name) is not None for m in forms) for name in names)
+
+
+def test_frontier_plot_takes_any_type_name():
+    table = pd.DataFrame({"instance": ["x", "x"], "min_quality": [0.7, 0.8], "status": ["optimal", "infeasible"],
+                          "cost_per_hour": [3.99, np.nan], "quality": [0.71, np.nan],
+                          "gpus_H100-80GB": pd.array([1, pd.NA], dtype="Int64")})
+    axes = plot_cost_frontier(table).axes[0]
+    assert [text.get_text() for text in axes.texts] == ["1 H100-80GB"]

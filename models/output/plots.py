@@ -258,10 +258,10 @@ def plot_cost_frontier(table: pd.DataFrame) -> Figure:
     mix = [column for column in table.columns if column.startswith("gpus_")]
     axes.step(found.min_quality, found.cost_per_hour, where="pre", color="black", marker="o",
               label="least cost of the GPUs in use (exact)")
-    for row in found.itertuples():
-        label = ", ".join(f"{int(getattr(row, c))} {c.removeprefix('gpus_')}" for c in mix if getattr(row, c))
-        axes.annotate(label, (row.min_quality, row.cost_per_hour), textcoords="offset points", xytext=(0, 6),
-                      ha="center", fontsize=8)
+    for row in found.to_dict("records"):  # GPU type names need not be identifiers
+        label = ", ".join(f"{int(row[c])} {c.removeprefix('gpus_')}" for c in mix if row[c])
+        axes.annotate(label, (row["min_quality"], row["cost_per_hour"]), textcoords="offset points",
+                      xytext=(0, 6), ha="center", fontsize=8)
     missing = table[table.cost_per_hour.isna()]
     if len(missing):
         axes.plot(missing.min_quality, np.zeros(len(missing)), color=TARGET_COLOR, marker="x", linestyle="none",
