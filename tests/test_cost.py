@@ -54,11 +54,9 @@ def test_hand_derived_least_cost(tmp_path, min_quality, method):
     cost, quality = COSTS[min_quality]
     assert plan.cost_per_hour == pytest.approx(cost) and plan.solver.status == "optimal"
     assert plan.solver.bound == pytest.approx(cost, rel=1e-6)
-    # several setups have the least cost (at 2, data/tiny's A and C; at 5, small at mps 50 or 100): any of
-    # them reaching min_quality is optimal, and enumerate returns the best quality among them
-    assert min_quality - 1e-9 <= plan.quality <= quality + 1e-9
-    if method == "enumerate":
-        assert plan.quality == pytest.approx(quality, abs=1e-6)
+    # several setups have the least cost (at 2, data/tiny's A and C; at 5, small at mps 50 or 100): every
+    # method returns the best quality among them
+    assert plan.quality == pytest.approx(quality, abs=1e-6)
     evaluation = evaluate_plan(instance, plan.to_dict())
     assert evaluation.consistent and evaluation.cost_per_hour == pytest.approx(cost)
     assert plan.to_dict()["objective"] == {"kind": "cost", "min_quality": min_quality}
@@ -92,6 +90,7 @@ def test_exact_equals_enumerate_on_random_typed_instances(tmp_path, seed):
         return
     plan = solve_exact(instance)
     assert plan.cost_per_hour == pytest.approx(reference.cost_per_hour, rel=1e-9)
+    assert plan.quality == pytest.approx(reference.quality, rel=1e-6)  # the best quality at the least cost
     for found in (plan, reference):
         assert found.quality >= 0.75 - 1e-9
         assert evaluate_plan(instance, found.to_dict()).consistent
@@ -173,8 +172,12 @@ def test_formulation_cost_rows_name_real_components(tmp_path):
     names = set(re.findall(r"`(\w+)(?:\[[^`]*\])?`", rows))
     instance = cost_instance(tmp_path / "tiny", 0.8)
     forms = [build_joint_mip(instance), build_joint_mip(instance, placement="per-gpu")]
-    assert names == {"in_use", "gpu_cost", "min_quality"}
-    assert all(any(m.component(name) is not None for m in forms) for name in names)
+    assert names == {"in_use", "gpu_cost", "min_quality", "at_least_cost", "quality_at_cost"}
+    solved = tmp_path / "solved.lp"  # the second stage's (15) is added while solving
+    solve_exact(instance, write_model=str(solved))
+    written = solved.read_text()
+    assert all(any(m.component(name) is not None for m in forms) or name in written for name in names)
+    assert "at_least_cost" in written and "quality_at_cost" in written
 
 
 def test_frontier_plot_takes_any_type_name():

@@ -29,7 +29,8 @@ With the cost objective (SPEC 4.4) the same loop minimizes: the MIP's bound is a
 least cost (the cuts relax Q >= min_quality, (14)), the best bound is the largest, and the incumbent
 is the cheapest candidate (then the one of highest quality). A candidate is a setup with the MIP's
 placement, keyed on its cost too, and its routing LP's optimum; a setup whose LP quality is below
-min_quality is excluded by a no-good cut like one that misses the target.
+min_quality is excluded by a no-good cut like one that misses the target. `exact` then runs the loop
+again on the same model with the cost bounded by the least one and the quality objective (15).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ a set of shards of choices of type t, at most one per model, within M_t GB and 1
 (11) quality <= B(alpha) + sum_i alpha[i] w[i] for cuts alpha, B(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]).
 (14) cost objective: quality >= qmin. With (11) an outer approximation of the concave Q(w), (14) is
     a relaxation of Q(w) >= qmin that the cut loop makes exact (docs/formulation.md).
+(15) cost objective, second stage once the least cost c* is proven: gpu_cost <= c*, max quality.
 
 The per-prompt formulation (`per_prompt=True`, the textbook form, kept for
 teaching and as the benchmark's baseline) replaces (11) by the routing itself,
@@ -82,6 +83,7 @@ from models.methods.cut_loop import CutLoop, MipInfeasible, choice_of
 from models.methods.routing import SetupRouting
 from models.problem.setup import TooManyPatterns, maximal_patterns
 from models.problem.defaults import DEFAULT_MIP_GAP
+from models.problem.tolerances import GAP_FLOOR
 from models.problem.interrupts import Interrupted
 from models.problem.solver import make_solver, solve_model
 from models.problem.transport import Prompts
@@ -365,15 +367,35 @@ def solve_exact(
         if instance.objective.kind == "cost":
             raise Infeasible(below_min_quality(instance, deadline, threads)) from None
         raise Infeasible(infeasibility_reason(instance, form, deadline)) from None
-    if write_model:
-        m.write(write_model, io_options={"symbolic_solver_labels": True})
     if loop.incumbent is None:
         raise NoPlanInTime(f"exact: the time limit of {time_limit:g} s passed before the MIP found a plan")
     notes = {"formulation": "per-prompt" if per_prompt else "cuts", "placement": placement, **loop.notes()}
     best = loop.incumbent
+    if instance.objective.kind == "cost" and loop.status() == "optimal":
+        second = best_quality_at_cost(m, instance, solver, prompts, loop, deadline, progress)
+        best, notes["quality_at_least_cost"] = second.incumbent, {"status": second.status(), **second.notes()}
+    if write_model:
+        m.write(write_model, io_options={"symbolic_solver_labels": True})
     return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
                       notes, sensitivity_of(best.routing))
+
+
+def best_quality_at_cost(m: pyo.ConcreteModel, instance: Instance, solver, prompts: Prompts, loop: CutLoop,
+                         deadline: float | None, progress: bool) -> CutLoop:
+    """The cost objective's second stage: the highest quality among plans of the least cost. (15) bounds the
+    cost by the least one found (to GAP_FLOOR) and the same cut loop maximizes quality on `m`: its cuts and
+    exclusions stay valid, and its first incumbent is the least-cost plan."""
+    least = loop.value(loop.incumbent)
+    m.objective.deactivate()
+    m.at_least_cost = pyo.Constraint(expr=m.gpu_cost <= least + GAP_FLOOR * max(1.0, abs(least)),
+                                     doc="(15) cost at most the least found")
+    m.quality_at_cost = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
+    second = CutLoop(m, solver, dataclasses.replace(instance, objective=Objective()), prompts, loop.mip_gap,
+                     deadline, progress)
+    second.incumbent = loop.incumbent
+    second.run()
+    return second
 
 
 def below_min_quality(instance: Instance, deadline: float | None, threads: int | None) -> str:
