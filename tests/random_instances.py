@@ -57,3 +57,28 @@ def write_random_instance(folder: Path, seed: int, larger: bool = False) -> Path
     lines = [f"x{x}," + ",".join(f"{v:g}" for v in row) for x, row in enumerate(scores)]
     (folder / "scores.csv").write_text("prompt_id," + ",".join(names) + "\n" + "\n".join(lines) + "\n")
     return folder
+
+
+SPEEDUP = (1.5, 0.6)  # type B's profiled loads and TTFTs over type A's
+
+
+def write_random_typed_instance(folder: Path, seed: int, min_quality: float | None = None) -> Path:
+    """`write_random_instance`'s small instance on two GPU types (SPEC 4.4): A, 1-3 GPUs of 40 GB at 1 per hour,
+    and B, 1-2 GPUs of 48 GB at 1.5-3.5 per hour, whose curves are A's with SPEEDUP applied to each point.
+    With `min_quality`, the cost objective with that quality floor."""
+    write_random_instance(folder, seed)
+    rng = np.random.default_rng(seed + 10_000)
+    toml = (folder / "instance.toml").read_text()
+    start, end = toml.index("[cluster]"), toml.index("[workload]")
+    cluster = (f'[cluster]\n[[cluster.gpu_types]]\nname = "A"\ncount = {int(rng.integers(1, 4))}\nmemory_gb = 40\n'
+               f'cost_per_hour = 1.0\n[[cluster.gpu_types]]\nname = "B"\ncount = {int(rng.integers(1, 3))}\n'
+               f'memory_gb = 48\ncost_per_hour = {rng.uniform(1.5, 3.5):.2f}\n')
+    objective = "" if min_quality is None else f'[objective]\nkind = "cost"\nmin_quality = {min_quality}\n'
+    (folder / "instance.toml").write_text(toml[:start] + cluster + toml[end:] + objective)
+    header, *rows = (folder / "profiles.csv").read_text().split()
+    typed = [f"{row},A" for row in rows]
+    for row in rows:
+        model, tp, mps, rate, ttft = row.split(",")
+        typed.append(f"{model},{tp},{mps},{float(rate) * SPEEDUP[0]:.3f},{float(ttft) * SPEEDUP[1]:.3f},B")
+    (folder / "profiles.csv").write_text(header + ",gpu_type\n" + "\n".join(typed) + "\n")
+    return folder

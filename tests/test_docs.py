@@ -41,7 +41,7 @@ def test_worked_example_numbers(tiny):
 
 
 def replanning_form(tiny):
-    """The per-GPU MIP with the move cost of re-planning (13)."""
+    """The per-GPU MIP with the move cost of re-planning (16)."""
     m = build_joint_mip(tiny, placement="per-gpu")
     add_move_cost(m, Replanning(frozenset(), 0.1))
     return m

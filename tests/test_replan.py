@@ -74,7 +74,7 @@ def assert_returned(instance, plan):
 
 
 def test_moves_are_counted_from_the_placement_variables(tiny):
-    """(13) at a fixed placement: C on GPUs 0, 1 against A with small on GPU 1 starts two shards."""
+    """(16) at a fixed placement: C on GPUs 0, 1 against A with small on GPU 1 starts two shards."""
     m = build_joint_mip(tiny, placement="per-gpu")
     add_move_cost(m, Replanning(current_a(1), 0.5))
     for c in m.CHOICES:
@@ -175,7 +175,7 @@ def test_replan_on_the_command_line(tmp_path, plan_a, tiny, capsys):
     assert "start: small tp2/mps50 on GPU 0; small tp2/mps50 on GPU 1" in printed
     assert "GPUs touched: 0, 1" in printed
     written = json.loads(out.read_text())
-    assert written["moves"] == 2 and written["objective"] == pytest.approx(Q_C - 0.004, abs=1e-6)
+    assert written["moves"] == 2 and written["objective_value"] == pytest.approx(Q_C - 0.004, abs=1e-6)
     assert read_plan(out, tiny).quality == pytest.approx(Q_C, abs=1e-6)
 
 

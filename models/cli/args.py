@@ -117,5 +117,21 @@ def parse_targets(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three numbers in ms, e.g. 100:500:50)") from None
     if not all(math.isfinite(v) for v in (start, stop, step)) or not 0 < start <= stop or not step > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 < a <= b and step > 0 (a:b:step in ms)")
+    return steps(start, stop, step)
+
+
+def parse_qualities(text: str) -> tuple[float, ...]:
+    """`a:b:step` as the qualities a, a + step, ..., up to b inclusive, in [0, 1]; for argparse's `type=`."""
+    try:
+        start, stop, step = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three qualities, e.g. 0.70:0.80:0.01)") from None
+    if not 0 <= start <= stop <= 1 or not step > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= a <= b <= 1 and step > 0 (a:b:step of qualities)")
+    return steps(start, stop, step)
+
+
+def steps(start: float, stop: float, step: float) -> tuple[float, ...]:
+    """start, start + step, ..., up to stop inclusive (to rounding), each rounded to TARGET_DIGITS decimals."""
     count = math.floor((stop - start) / step * (1 + 1e-12)) + 1
     return tuple(round(start + k * step, TARGET_DIGITS) for k in range(count))

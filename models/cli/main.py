@@ -4,6 +4,7 @@
     routerplan sweep INSTANCE_DIR --slo-ms A:B:STEP ...           quality against the target
     routerplan profile INSTANCE_DIR --table llama.json ...        latency curves from step times
     routerplan route PLAN.json --instance DIR ...                 serve the plan as an HTTP router
+    routerplan frontier INSTANCE_DIR --quality A:B:STEP ...       cheapest GPUs against quality
 
 With no instance it solves the default shipped instance with every method and
 prints the comparison (`--method all`). Every plan is checked by the
@@ -83,6 +84,12 @@ def parse_args(argv) -> argparse.Namespace:
                              "(SPEC 4.7; exact and enumerate; default: plan from scratch)")
     parser.add_argument("--move-cost", type=non_negative_float, metavar="C",
                         help="with --from: quality given up per shard started (default 0: report the changes only)")
+    parser.add_argument("--objective", choices=("quality", "cost"),
+                        help="maximize quality, or minimize the hourly cost of the GPUs in use subject to quality >= "
+                             "--min-quality (SPEC 4.4; default: the instance's [objective], quality if absent)")
+    parser.add_argument("--min-quality", type=fraction, metavar="Q",
+                        help="with the cost objective: the least mean predicted quality (default: the instance's "
+                             "objective.min_quality)")
     parser.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, metavar="REQUESTS",
                         help="robustness: the window of requests over which each model's load is bootstrapped "
                              f"(default {DEFAULT_WINDOW})")
@@ -243,6 +250,21 @@ def run_all(instance, args) -> int:
     return EXIT_INFEASIBLE
 
 
+def objective_of(instance, args):
+    """The instance with the objective of --objective and --min-quality, which override its [objective]."""
+    from models.problem.instance import InputError, Objective, with_objective
+
+    kind = args.objective or instance.objective.kind
+    if kind != "cost":
+        if args.min_quality is not None:
+            raise InputError("--min-quality: read only with the cost objective (--objective cost)")
+        return with_objective(instance, Objective())
+    floor = instance.objective.min_quality if args.min_quality is None else args.min_quality
+    if floor is None:
+        raise InputError("--objective cost: needs --min-quality (the instance gives no objective.min_quality)")
+    return with_objective(instance, Objective("cost", floor))
+
+
 def solve_main(argv) -> int:
     args = parse_args(argv)
     for warning in not_applying(args):
@@ -257,8 +279,9 @@ def solve_main(argv) -> int:
     if args.headroom is not None:
         instance = dataclasses.replace(instance, headroom=args.headroom)
     try:
+        instance = objective_of(instance, args)
         replanning = current_replanning(args, instance)
-    except PlanError as err:
+    except (InputError, PlanError) as err:
         return error(f"error: {err}", EXIT_USAGE)
     status = run_all(instance, args) if args.method == "all" else run_one(instance, args.method, args, replanning)
     if args.spread:
@@ -274,6 +297,11 @@ def current_replanning(args, instance):
     another instance is a `PlanError`), and the move cost; None without `--from`."""
     if args.from_plan is None:
         return None
+    if instance.typed or instance.objective.kind == "cost":
+        from models.problem.instance import InputError
+
+        raise InputError("--from: re-planning (SPEC 4.7) is implemented for one GPU type and the quality objective "
+                         "only, not with cluster.gpu_types or the cost objective")
     from models.problem.moves import Replanning, running_shards
     from models.problem.plan import read_plan
 
@@ -288,7 +316,7 @@ def subcommand(name: str):
     return import_module(f"models.cli.{name}").main
 
 
-SUBCOMMANDS = ("profile", "sweep", "route")
+SUBCOMMANDS = ("profile", "sweep", "route", "frontier")
 
 
 def main(argv=None) -> int:

@@ -49,6 +49,13 @@ its LP whole (one row per prompt and model) took HiGHS 17.7 s of CPU at
 This shares no code, and no algorithm, with the planner's transportation
 solver (smoothed prices, then a primal window LP with moves between models).
 
+With GPU types (SPEC 4.4) the evaluator numbers the GPUs itself, type by type in
+the listed order: a model's option is (gpu_type, tp, mps_pct), its shards must
+sit on GPUs of that type, and each GPU's memory (3) is its type's. The hourly
+cost of the GPUs holding a shard is recomputed and compared with the plan's
+`cost_per_hour`; under the cost objective the evaluated quality must be at
+least min_quality (to RELATIVE_TOL).
+
 Capacity (5) is checked against (1 - headroom) r_K (SPEC 4.1). Each tail bound (SPEC 4.6) is checked
 at each deployed model's load, with the percentile interpolated here from the profiled column (flat
 below r_1), and the percentiles a plan reports are compared with these. When the plan
@@ -108,6 +115,7 @@ class Evaluation:
     quality: float | None
     prices: tuple[float, ...] | None
     mismatches: tuple[str, ...] = field(default=())
+    cost_per_hour: float | None = None  # of the GPUs holding a shard, when every GPU type has a cost
 
     @property
     def feasible(self) -> bool:
@@ -137,10 +145,12 @@ def evaluate_plan(instance: Instance, plan: dict) -> Evaluation:
     quality, prices = None, None
     if shares is not None:
         quality, prices = transport_value(instance.scores, shares)
+        check_min_quality(instance, quality, violations)
     percentiles = tail_percentiles(instance, entries, shares)
     check_tail_bounds(instance, percentiles, violations)
+    cost = gpu_cost(instance, entries)
     mismatches = (report_mismatches(plan, quality, mean_ttft) + utilization_mismatches(instance, entries)
-                  + percentile_mismatches(entries, percentiles))
+                  + percentile_mismatches(entries, percentiles) + cost_mismatches(plan, cost))
     if "routing" in plan and shares is not None:
         mismatches += check_published_routing(instance, plan, entries, shares, violations)
     return Evaluation(
@@ -150,6 +160,7 @@ def evaluate_plan(instance: Instance, plan: dict) -> Evaluation:
         quality=quality,
         prices=prices,
         mismatches=tuple(mismatches),
+        cost_per_hour=cost,
     )
 
 
@@ -177,9 +188,18 @@ def plan_entries(instance: Instance, plan: dict, violations: list[Violation]) ->
 
 
 def deployed_option(entry: dict | None) -> Option | None:
+    """The entry's option; its GPU type is the entry's `gpu_type` ("" when absent, as without GPU types)."""
     if entry is None or not entry.get("deployed"):
         return None
-    return Option(int(entry["tp"]), int(entry["mps_pct"]))
+    return Option(int(entry["tp"]), int(entry["mps_pct"]), str(entry.get("gpu_type") or ""))
+
+
+def gpu_kinds(instance: Instance) -> list[tuple[str, float, float | None]]:
+    """(type name, memory GB, cost per hour) of every GPU, numbered type by type in the listed order; without
+    GPU types, gpu_count GPUs of gpu_memory_gb, type "" and no cost."""
+    if not instance.gpu_types:
+        return [("", instance.gpu_memory_gb, None)] * instance.gpu_count
+    return [(t.name, t.memory_gb, t.cost_per_hour) for t in instance.gpu_types for _ in range(t.count)]
 
 
 def check_setup(instance: Instance, entries, violations: list[Violation]) -> None:
@@ -196,33 +216,36 @@ def check_setup(instance: Instance, entries, violations: list[Violation]) -> Non
             continue
         allowed = option.tp in instance.tp_options and option.mps_pct in instance.mps_options
         if not allowed or (model.name, option) not in instance.curves:
+            on = f" on GPU type '{option.gpu_type}'" if option.gpu_type or instance.gpu_types else ""
             violations.append(Violation("(1) deployment", f"model {model.name}", 1, "options",
-                                        f"model '{model.name}' uses tp={option.tp}, mps_pct={option.mps_pct}, "
+                                        f"model '{model.name}' uses tp={option.tp}, mps_pct={option.mps_pct}{on}, "
                                         "which has no latency curve in setup_options"))
 
 
 def check_placement(instance: Instance, entries, violations: list[Violation]) -> None:
-    """(2) tp distinct GPUs; (3) memory and (4) compute share on every GPU."""
-    memory = np.zeros(instance.gpu_count)
-    compute = np.zeros(instance.gpu_count)
+    """(2) tp distinct GPUs of the option's type; (3) memory and (4) compute share on every GPU."""
+    kinds = gpu_kinds(instance)
+    memory = np.zeros(len(kinds))
+    compute = np.zeros(len(kinds))
     for model, entry in zip(instance.models, entries):
         option = deployed_option(entry)
         if option is None:
             continue
         gpus = [int(g) for g in entry.get("gpus", [])]
-        valid = [g for g in set(gpus) if 0 <= g < instance.gpu_count]
+        mine = [g for g, kind in enumerate(kinds) if kind[0] == option.gpu_type]
+        valid = [g for g in set(gpus) if g in mine]
         if len(gpus) != option.tp or len(set(gpus)) != len(gpus) or len(valid) != len(gpus):
+            of_type = f" of type '{option.gpu_type}'" if option.gpu_type else ""
             violations.append(Violation("(2) shards", f"model {model.name}", abs(len(valid) - option.tp) or 1, "GPUs",
                                         f"model '{model.name}' at tp={option.tp} is on GPUs {gpus}: "
-                                        f"needs {option.tp} distinct GPUs in 0..{instance.gpu_count - 1}"))
+                                        f"needs {option.tp} distinct GPUs{of_type} among {mine}"))
         for g in valid:
             memory[g] += model.weights_gb / option.tp + model.kv_cache_gb
             compute[g] += option.mps_pct
-    for g in range(instance.gpu_count):
-        if memory[g] > instance.gpu_memory_gb + MEMORY_TOL_GB:
-            over = memory[g] - instance.gpu_memory_gb
-            violations.append(Violation("(3) memory", f"GPU {g}", over, "GB",
-                                        f"GPU {g} holds {memory[g]:.2f} GB of {instance.gpu_memory_gb:g} GB"))
+    for g, (_, capacity, _) in enumerate(kinds):
+        if memory[g] > capacity + MEMORY_TOL_GB:
+            violations.append(Violation("(3) memory", f"GPU {g}", memory[g] - capacity, "GB",
+                                        f"GPU {g} holds {memory[g]:.2f} GB of {capacity:g} GB"))
         if compute[g] > 100:
             violations.append(Violation("(4) compute share", f"GPU {g}", compute[g] - 100, "percent",
                                         f"GPU {g} has MPS shares adding up to {compute[g]:g}%"))
@@ -456,6 +479,34 @@ def quiet_highs() -> highspy.Highs:
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("random_seed", 0)
     return highs
+
+
+def check_min_quality(instance: Instance, quality: float, violations: list[Violation]) -> None:
+    """Under the cost objective (SPEC 4.4), Q >= min_quality to RELATIVE_TOL."""
+    if instance.objective.kind != "cost":
+        return
+    floor = instance.objective.min_quality
+    if quality < floor - RELATIVE_TOL * max(1.0, floor):
+        violations.append(Violation("(4.4) min quality", "quality", floor - quality, "quality",
+                                    f"quality {quality:.9f} is below min_quality {floor:g}"))
+
+
+def gpu_cost(instance: Instance, entries) -> float | None:
+    """Hourly cost of the GPUs holding at least one shard; None unless every GPU type has a cost."""
+    kinds = gpu_kinds(instance)
+    if not instance.gpu_types or any(cost is None for _, _, cost in kinds):
+        return None
+    used = {int(g) for entry in entries if deployed_option(entry) is not None for g in entry.get("gpus", [])}
+    return float(sum(kinds[g][2] for g in used if 0 <= g < len(kinds)))
+
+
+def cost_mismatches(plan: dict, cost: float | None) -> list[str]:
+    reported = plan.get("cost_per_hour")
+    if (reported is None) != (cost is None):
+        return [f"the plan reports cost_per_hour {reported}; evaluated {cost}"]
+    if cost is not None and abs(reported - cost) > REPORT_TOL * max(1.0, cost):
+        return [f"the plan reports cost_per_hour {reported:.6f}; evaluated {cost:.6f}"]
+    return []
 
 
 def report_mismatches(plan: dict, quality: float | None, mean_ttft: float) -> list[str]:

@@ -42,7 +42,7 @@ def options_with_compute(instance: Instance, amounts: dict[str, int]) -> dict[st
 
 def placeable(instance: Instance, allowed: dict[str, set[Option]]) -> bool:
     """Whether some setup of the allowed options (all models deployed) can be placed on the GPUs."""
-    choices = [sorted(allowed[m.name], key=lambda o: (o.tp, o.mps_pct)) for m in instance.models]
+    choices = [[o for o in instance.options(m) if o in allowed[m.name]] for m in instance.models]
     return any(find_placement(instance, setup) is not None for setup in itertools.product(*choices))
 
 

@@ -1,9 +1,10 @@
 """`enumerate`: the brute-force reference for small instances.
 
 Every setup (an option, or nothing for an optional model, per model) is
-tried. Setups whose totals exceed the cluster are skipped, then an exact
-search looks for a shard placement; for each placeable setup the best routing
-is solved exactly by a small MILP over per-prompt fractions:
+tried. Setups whose totals exceed the cluster (per GPU type) are skipped, then
+an exact search looks for a shard placement on GPUs of each option's type (for
+the cost objective, on the fewest GPUs of each type); for each placeable setup
+the best routing is solved exactly by a small MILP over per-prompt fractions:
 
 Data      N prompts merged into rows r with counts c_r; scores s[r,i];
           breakpoints (W[i,k], HK[i,k]), k = 0..K_i, of model i's TTFT
@@ -18,6 +19,10 @@ Objective max (1/N) sum_{r,i} c_r s[r,i] y[r,i]
 (3) sum_k lam[i,k] = 1,  sum_j seg[i,j] = 1
 (4) lam[i,k] <= seg[i,k] + seg[i,k+1]                  only the chosen segment's ends (SOS2)
 (5) sum_i sum_k lam[i,k] HK[i,k] <= tau                the SLO (6) of the SPEC
+
+With the cost objective (SPEC 4.4) the plan is the cheapest placed setup
+whose optimum reaches min_quality: the setup's best quality decides whether
+it can, so the same MILP serves both objectives.
 
 This is deliberately the plainest exact form, independent of `exact`'s.
 The same model with objective min sum_i H_i finds the lowest mean TTFT a
@@ -43,7 +48,7 @@ from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan, slo_out_of_reach
 from models.problem.moves import Replanning
 from models.problem.setup import (Placement, Setup, count_within_compute, describe_setup, fits_gpus,
-                                  placeable_setups)
+                                  placeable_setups, placement_cost)
 from models.problem.solver import SolveResult, solve_model
 
 WORK_LIMIT = 300_000  # setups x rows x models: about a minute here (bench/enumerate_size.py: 210-250 s per million)
@@ -177,15 +182,19 @@ def fewest_moves(instance: Instance, setup: Setup, replanning: Replanning) -> tu
 
 def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bool = False,
                     replanning: Replanning | None = None) -> Plan:
-    """The best plan over every placeable setup (with `replanning`, the best quality - C moves, each setup on
-    its placement of fewest moves); raises `Infeasible` or `TooLarge`."""
+    """The best plan over every placeable setup; raises `Infeasible` or `TooLarge`. With `replanning`, the
+    best quality - C moves, each setup on its placement of fewest moves. With the cost objective
+    (SPEC 4.4) each setup is placed on the fewest GPUs of each type and the plan is the cheapest whose best
+    routing reaches min_quality (then the one of highest quality)."""
     start = time.perf_counter()
     check_size(instance, count_within_compute(instance, 0, 100 * instance.gpu_count), bound=True)
-    setups = list(placeable_setups(instance))
+    cost = instance.objective.kind == "cost"
+    setups = list(placeable_setups(instance, cheapest=cost))
     if not setups:
         raise Infeasible("no setup fits the cluster: the required models' shards cannot all be placed on the GPUs")
     check_size(instance, len(setups))
     best = None
+    best_quality = None  # the highest quality of any setup, for the cost objective's infeasibility reason
     timed_out = False
     for setup, placement in setups:
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
@@ -196,20 +205,47 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bo
         timed_out |= result.status == "time_limit"
         if routing is None:
             continue
+        best_quality = max(best_quality or 0.0, routing.quality)
         value = routing.quality
         if replanning:
             placement, moves = fewest_moves(instance, setup, replanning)
             value -= replanning.move_cost * moves
-        if best is None or value > best[3] + 1e-12:
-            best = (setup, placement, routing, value)
+        candidate = (setup, placement, routing, placement_cost(instance, placement), value)
+        if best is None or better(instance, candidate, best):
+            best = candidate
     seconds = time.perf_counter() - start
-    if best is None:
-        if timed_out:
-            raise NoPlanInTime(f"enumerate: time limit of {time_limit:g} s passed with no plan")
-        lowest = min(lowest_mean_ttft(instance, s) for s, _ in setups)
-        raise Infeasible(slo_out_of_reach(lowest, instance.slo_mean_ttft_ms))
-    setup, placement, routing, value = best
+    if best is None or not instance.objective.met_by(best[2].quality):
+        raise no_plan(instance, setups, best_quality, timed_out, time_limit)
+    setup, placement, routing, cost_per_hour, value = best
+    bound = cost_per_hour if cost else value
     report = SolverReport("time_limit" if timed_out else "optimal", seconds, None if timed_out else 0.0,
-                          None if timed_out else value)
+                          None if timed_out else bound)
     return build_plan(instance, "enumerate", setup, placement, routing.shares, routing.quality, report,
                       {"setups_evaluated": len(setups)}, replanning=replanning)
+
+
+def better(instance: Instance, candidate: tuple, than: tuple) -> bool:
+    """Candidates (setup, placement, optimum, cost, quality - C moves): a higher quality (less C moves when
+    re-planning); under the cost objective one that reaches min_quality when `than` does not, else a lower
+    cost, then a higher quality."""
+    quality, best_quality = candidate[2].quality, than[2].quality
+    if instance.objective.kind != "cost":
+        return candidate[4] > than[4] + 1e-12
+    reaches, best_reaches = instance.objective.met_by(quality), instance.objective.met_by(best_quality)
+    if reaches != best_reaches:
+        return reaches
+    if abs(candidate[3] - than[3]) > 1e-9:
+        return candidate[3] < than[3]
+    return quality > best_quality + 1e-12
+
+
+def no_plan(instance: Instance, setups, best_quality: float | None, timed_out: bool,
+            time_limit: float | None) -> Exception:
+    """Why there is no plan: the time limit, the target, or (cost objective) min_quality out of reach."""
+    if timed_out:
+        return NoPlanInTime(f"enumerate: time limit of {time_limit:g} s passed with no plan")
+    if best_quality is None:
+        lowest = min(lowest_mean_ttft(instance, s) for s, _ in setups)
+        return Infeasible(slo_out_of_reach(lowest, instance.slo_mean_ttft_ms))
+    return Infeasible(f"no plan reaches quality {instance.objective.min_quality:g}: the best quality reachable "
+                      f"is {best_quality:.6f}")

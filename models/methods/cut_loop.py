@@ -31,6 +31,12 @@ the placement the MIP chose, the incumbent is the candidate of the highest value
 the gap are about the value: the MIP still over-estimates Q through (11) and counts moves exactly, so
 its bound is an upper bound on the best value. A candidate is keyed on its moves as well: the same
 setup placed with fewer moves is a new, better candidate (its routing LP is solved again).
+With the cost objective (SPEC 4.4) the same loop minimizes: the MIP's bound is a lower bound on the
+least cost (the cuts relax Q >= min_quality, (14)), the best bound is the largest, and the incumbent
+is the cheapest candidate (then the one of highest quality). A candidate is a setup with the MIP's
+placement, keyed on its cost too, and its routing LP's optimum; a setup whose LP quality is below
+min_quality is excluded by a no-good cut like one that misses the target. `exact` then runs the loop
+again on the same model with the cost bounded by the least one and the quality objective (15).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from models.methods.routing import SetupRouting, solve_routing_lp
 from models.problem.instance import Instance, Option
 from models.problem.moves import Replanning
 from models.problem.progress import Progress
-from models.problem.setup import Placement, Setup
+from models.problem.setup import Placement, Setup, placement_cost
 from models.problem.solver import DeadlinePassed, SolverError, make_solver, remaining, solve_model
 from models.problem.tolerances import GAP_FLOOR
 from models.problem.transport import Prompts, best_routing
@@ -63,14 +69,15 @@ class MipInfeasible(Exception):
 
 @dataclass(frozen=True, eq=False)
 class SetupCandidate:
-    """A plan in the making: a setup with its placement and its routing LP's optimum; when re-planning, the
-    placement's moves and their cost."""
+    """A plan in the making: a setup with its placement (and the hourly cost of its GPUs) and its routing LP's
+    optimum; when re-planning, the placement's moves and their cost."""
 
     setup: Setup
     placement: Placement
     routing: SetupRouting
     moves: int = 0
     move_cost: float = 0.0
+    cost: float = 0.0
 
     @property
     def quality(self) -> float:
@@ -95,13 +102,18 @@ def seed_cuts(m: pyo.ConcreteModel, prompts: Prompts, n_models: int) -> None:
         add_quality_cut(m, prompts, best_routing(prompts, shares).prices)
 
 
+def choice_of(name: str, option: Option) -> tuple:
+    """The MIP's index of a model at an option: (model, tp, mps), with the GPU type appended when there is one."""
+    return (name, option.tp, option.mps_pct, *((option.gpu_type,) if option.gpu_type else ()))
+
+
 def exclude(m: pyo.ConcreteModel, setup: Setup, segments: Segments) -> None:
     """A no-good cut: the MIP may not choose exactly this option (or none) for every model, with these
     segments of its non-convex curves, again."""
     names = list(m.MODELS)
-    chosen = [(name, o.tp, o.mps_pct) for name, o in zip(names, setup) if o is not None]
+    chosen = [choice_of(name, o) for name, o in zip(names, setup) if o is not None]
     undeployed = {name for name, o in zip(names, setup) if o is None}
-    picked = [(names[k], setup[k].tp, setup[k].mps_pct, segment) for k, segment in segments.items()]
+    picked = [(*choice_of(names[k], setup[k]), segment) for k, segment in segments.items()]
     m.excluded.add(
         sum(m.choose[c] for c in chosen) + sum(m.seg[s] for s in picked)
         - sum(m.choose[c] for c in m.CHOICES if c[0] in undeployed) <= len(chosen) + len(picked) - 1)
@@ -111,34 +123,39 @@ def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement]:
     """The setup and a placement of the MIP's current solution (in either placement form)."""
     choices = list(m.CHOICES)
     chosen = {c[0]: c for c in choices if m.choose[c].value > 0.5}
-    setup = tuple(Option(chosen[i][1], chosen[i][2]) if i in chosen else None for i in m.MODELS)
+    setup = tuple(Option(*chosen[i][1:]) if i in chosen else None for i in m.MODELS)
     if hasattr(m, "place"):
-        gpus = {c: tuple(g for g in m.GPUS if m.place[c, g].value > 0.5) for c in chosen.values()}
+        gpus = {c: tuple(slot[-1] for slot in m.SLOTS if slot[:-1] == c and m.place[slot].value > 0.5)
+                for c in chosen.values()}
     else:
         gpus = pattern_gpus(m, choices, set(chosen.values()))
     return setup, tuple(gpus.get(chosen.get(i), ()) for i in m.MODELS)
 
 
 def pattern_gpus(m: pyo.ConcreteModel, choices: list, chosen: set) -> dict:
-    """GPU numbers for the pattern counts: patterns in order, each on its count of consecutive GPUs; each
-    chosen option takes the first tp GPUs whose pattern holds it (a pattern holds at most one shard of a
-    model, so they are distinct, and a subset of a pattern fits its GPU)."""
+    """GPU numbers for the pattern counts: patterns in order, each on its count of consecutive GPUs of its
+    type (from the type's first GPU on); each chosen option takes the first tp GPUs whose pattern holds it
+    (a pattern holds at most one shard of a model, so they are distinct, and a subset of a pattern fits its
+    GPU)."""
     gpus = {c: [] for c in chosen}
-    g = 0
+    next_gpu = {}
     for p in m.PATTERNS:
+        gpu_type = m.pattern_types[p]
+        g = next_gpu.get(gpu_type.name, gpu_type.first_gpu)
         for _ in range(round(m.gpus_with[p].value)):
             for k in m.pattern_choices[p]:
                 c = choices[k]
                 if c in chosen and len(gpus[c]) < c[1]:
                     gpus[c].append(g)
             g += 1
+        next_gpu[gpu_type.name] = g
     return {c: tuple(found) for c, found in gpus.items()}
 
 
 def mip_segments(m: pyo.ConcreteModel) -> Segments:
     """The segment the MIP chose for each deployed model with a non-convex curve."""
     names = list(m.MODELS)
-    return {names.index(s[0]): s[3] for s in m.NONCONVEX_SEGMENTS if m.seg[s].value > 0.5}
+    return {names.index(s[0]): s[-1] for s in m.NONCONVEX_SEGMENTS if m.seg[s].value > 0.5}
 
 
 def mip_shares(m: pyo.ConcreteModel) -> np.ndarray:
@@ -157,8 +174,10 @@ class CutLoop:
         self.deadline = deadline
         self.progress = Progress(None, "exact", unit="round", enabled=progress)
         self.with_cuts = hasattr(m, "quality_cuts")
+        self.min_quality = instance.objective.min_quality if instance.objective.kind == "cost" else None
+        self.sense = 1 if self.min_quality is None else -1  # maximize quality, or minimize cost
         self.incumbent: SetupCandidate | None = None
-        self.bound = math.inf
+        self.bound = self.sense * math.inf
         self.evaluated: dict[tuple, SetupCandidate | None] = {}
         self.rounds = self.cuts = 0
         self.prices: np.ndarray | None = None  # Q's prices at the last MIP shares: the next window's center
@@ -211,27 +230,38 @@ class CutLoop:
         if result.status == "infeasible":
             if self.incumbent is None:
                 raise MipInfeasible()
-            self.bound = min(self.bound, self.incumbent.value)  # every other candidate is excluded
+            self.bound = self.value(self.incumbent)  # every other candidate is excluded
             self.stop_reason = "every other setup is excluded"
             return None
         if result.bound is not None:
             self.check_bound(result.bound)
-            self.bound = min(self.bound, result.bound)
+            self.bound = self.sense * min(self.sense * self.bound, self.sense * result.bound)
         return result.status if result.has_solution else None
 
+    def value(self, candidate: SetupCandidate) -> float:
+        """The objective's value at a candidate: its quality (less C moves when re-planning), or with the cost
+        objective its cost."""
+        return candidate.value if self.min_quality is None else candidate.cost
+
+    def contradicts(self, bound: float | None) -> bool:
+        """Whether a MIP bound is worse than the incumbent's value beyond the MIP's tolerance."""
+        value = self.value(self.incumbent)
+        return bound is None or self.sense * (value - bound) > GAP_FLOOR * abs(value)
+
     def check_bound(self, bound: float) -> None:
-        """A bound below the incumbent beyond the MIP's tolerance is wrong: solve once more with presolve off,
-        then fail loudly."""
-        if self.incumbent is None or bound >= self.incumbent.value - GAP_FLOOR * abs(self.incumbent.value):
+        """A bound worse than the incumbent beyond the MIP's tolerance is wrong: solve once more with presolve
+        off, then fail loudly."""
+        if self.incumbent is None or not self.contradicts(bound):
             return
         retry = make_solver(time_limit=self.solver.config.time_limit, mip_gap=self.solver.config.mip_gap)
         retry.highs_options = {**self.solver.highs_options, "presolve": "off"}
         again = solve_model(self.m, retry)
-        if again.bound is None or again.bound < self.incumbent.value - GAP_FLOOR * abs(self.incumbent.value):
+        if self.contradicts(again.bound):
+            beyond = "above the cost" if self.min_quality is not None else \
+                f"below the quality{' - C moves' if self.replanning else ''}"
             raise SolverError(f"exact: HiGHS proved a bound of {bound:.9f} (and {again.bound} with presolve off), "
-                              f"below the quality{' - C moves' if self.replanning else ''} "
-                              f"{self.incumbent.value:.9f} of a plan it admits; its bound cannot "
-                              "be trusted")
+                              f"{beyond} {self.value(self.incumbent):.9f} of a plan it admits; its bound cannot be "
+                              "trusted")
 
     def remember_point(self) -> bool:
         """Whether the MIP's solution (shares, quality and objective, to 1e-9) is a new one."""
@@ -250,39 +280,51 @@ class CutLoop:
             self.cuts += 1
 
     def evaluate_candidate(self) -> bool:
-        """Step 3: the routing LP on the MIP's (setup, segments), the first time they come up (with its moves,
-        when re-planning)."""
+        """Step 3: the routing LP on the MIP's (setup, segments), the first time they come up (with the cost
+        objective, the first time at that cost: a cheaper placement of a setup is a new candidate; when
+        re-planning, with its moves). A setup whose best quality is below min_quality is excluded like one
+        that misses the target."""
         setup, placement = mip_setup(self.m)
         segments = mip_segments(self.m)
+        cost = placement_cost(self.instance, placement)
         moves = self.replanning.moves(self.instance.model_names, setup, placement) if self.replanning else 0
-        key = (setup, tuple(sorted(segments.items())), moves)
+        key = (setup, tuple(sorted(segments.items())), round(cost, 9) if self.min_quality is not None else None,
+               moves)
         if key in self.evaluated:
             return False
         prices = self.prices if self.prices is not None else np.zeros(len(setup))
         routing = solve_routing_lp(self.instance, setup, mip_shares(self.m), prices, segments=segments,
                                    deadline=self.deadline)
-        if routing is None:
-            self.evaluated[key] = None
-            exclude(self.m, setup, segments)
-            return True
-        candidate = SetupCandidate(setup, placement, routing, moves,
-                                   self.replanning.move_cost if self.replanning else 0.0)
-        self.evaluated[key] = candidate
-        if self.with_cuts:  # the cut tight at the setup's best shares (its prices for every model)
+        if routing is not None and self.with_cuts:  # the cut tight at the setup's best shares
             at_best = best_routing(self.prompts, routing.shares, self.prices, deadline=self.deadline)
             add_quality_cut(self.m, self.prompts, at_best.prices)
             self.cuts += 1
-        if self.incumbent is None or candidate.value > self.incumbent.value:
+        if routing is None or not self.instance.objective.met_by(routing.quality):
+            self.evaluated[key] = None
+            exclude(self.m, setup, segments)
+            return True
+        candidate = SetupCandidate(setup, placement, routing, cost=cost, moves=moves,
+                                   move_cost=self.replanning.move_cost if self.replanning else 0.0)
+        self.evaluated[key] = candidate
+        if self.incumbent is None or self.better(candidate, self.incumbent):
             self.incumbent = candidate
         return True
+
+    def better(self, candidate: SetupCandidate, than: SetupCandidate) -> bool:
+        """Higher quality (less C moves when re-planning); with the cost objective lower cost, then higher
+        quality."""
+        if self.min_quality is None:
+            return candidate.value > than.value
+        return (candidate.cost, -candidate.quality) < (than.cost, -than.quality)
 
     # ---------------------------------------------------------------- what it found
 
     def gap(self) -> float:
-        """The relative gap between the bound and the incumbent, as it is (negative if the bound is below)."""
+        """The relative gap between the bound and the incumbent, as it is (negative if the bound is past it)."""
         if self.incumbent is None:
             return math.inf
-        return (self.bound - self.incumbent.value) / max(abs(self.incumbent.value), 1e-12)
+        value = self.value(self.incumbent)
+        return self.sense * (self.bound - value) / max(abs(value), 1e-12)
 
     def reported_gap(self) -> float:
         """The gap a plan reports: at least GAP_FLOOR, since the MIP's bound is no more precise."""
@@ -292,7 +334,7 @@ class CutLoop:
         return "optimal" if self.gap() <= self.mip_gap else "time_limit"
 
     def report(self) -> None:
-        best = f"{self.incumbent.value:.7f}" if self.incumbent else "-"
+        best = f"{self.value(self.incumbent):.7f}" if self.incumbent else "-"
         self.progress.update(note=f"bound {self.bound:.7f}, best {best}, gap {self.gap():.2e}, {self.cuts} cuts")
 
     def notes(self) -> dict:
@@ -307,6 +349,7 @@ class CutLoop:
         """One line on the best plan so far, for an interrupted solve."""
         if self.incumbent is None:
             return "no plan found yet; nothing written"
+        what = "quality" if self.min_quality is None else "cost per hour"
         value = f" (quality - move cost x moves {self.incumbent.value:.6f})" if self.replanning else ""
-        return (f"best plan so far quality {self.incumbent.quality:.6f}{value}, bound {self.bound:.6f}, "
+        return (f"best plan so far {what} {self.value(self.incumbent):.6f}{value}, bound {self.bound:.6f}, "
                 f"gap {self.reported_gap():.2e}; nothing written")

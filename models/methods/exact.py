@@ -1,8 +1,10 @@
 """`exact`: the joint setup-and-routing problem as one mixed-integer program, solved by HiGHS.
 
-Sets      models i; GPUs g = 0..G-1; choices c = (i, tp, mps), the options of model i
-          with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
-Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M (GB) per GPU;
+Sets      models i; GPUs g = 0..G-1; GPU types t with GPUs G_t (SPEC 4.4; one type without them);
+          choices c = (i, tp, mps[, t]), the options of model i with a latency curve whose shard
+          fits a GPU of the option's type t_c; segments k of H_c; GPU patterns p of each type t_p.
+Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M_t (GB) per GPU of type t;
+          kappa_t, the cost per hour of a GPU of type t; qmin, the least quality (cost objective);
           cap[c] = min(1, (1 - headroom) r_K / lam, tail[c] / lam), the largest share the option carries (5);
           tail[c] (requests/s), the largest load up to which each TTFT percentile with a bound stays within it
           (SPEC 4.6, `Instance.tail_rate_rps`); a choice whose first profiled point breaks a bound is not a choice;
@@ -15,21 +17,27 @@ Variables choose[c] in {0,1}       model i runs with option c
           quality                  the mean predicted quality Q(w)
           placement, in one of two forms:
           gpus_with[p] in {0..G}   GPUs whose content is pattern p   (patterns, the default)
-          place[c,g] in {0,1}      a shard of choice c sits on GPU g (per-GPU)
-Objective max quality
+          place[c,g] in {0,1}      a shard of choice c sits on GPU g of type t_c (per-GPU)
+          used[g] in {0,1}         GPU g holds a shard (per-GPU, cost objective)
+Objective max quality; or, with the cost objective, min gpu_cost s.t. (14)
 (1) sum_{c of i} choose[c] = 1 if i is required, <= 1 otherwise
 Placement, per-GPU form:
-(2) sum_g place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a model per GPU)
-(3) sum_c shard_gb[c] place[c,g] <= M                       memory per GPU
+(2) sum_{g in G_{t_c}} place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a
+    model per GPU)
+(3) sum_c shard_gb[c] place[c,g] <= M_t for g of type t      memory per GPU
 (4) sum_c mps[c] place[c,g] <= 100                          compute share per GPU
-(10) GPUs are identical: the GPUs holding the first model come first,
-    sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1]. Sorting any plan's GPUs
-    this way keeps it feasible, so no optimal plan is cut off. HiGHS's own symmetry detection
-    handles the permutations left.
-Placement, pattern (configuration) form: a pattern is a maximal GPU content, a set of shards, at
-most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patterns`).
+(10) GPUs of a type are identical: those holding the first model come first,
+    sum_{c of model 1} place[c,g] >= sum_{c of model 1} place[c,g+1] for g, g+1 of one type. Sorting
+    any plan's GPUs of each type this way keeps it feasible (and its cost), so no optimal plan is cut
+    off. HiGHS's own symmetry detection handles the permutations left.
+(13) cost objective: used[g] >= place[c,g];  gpu_cost = sum_g kappa_{t(g)} used[g]
+Placement, pattern (configuration) form: a pattern of type t is a maximal content of a GPU of type t,
+a set of shards of choices of type t, at most one per model, within M_t GB and 100 %
+(models/problem/setup.py `maximal_patterns`).
 (2p) sum_p a[p,c] gpus_with[p] >= tp[c] choose[c]           each chosen option's shards on as many GPUs
-(3p) sum_p gpus_with[p] <= G                                 no more GPUs than the cluster has
+(3p) sum_{p of type t} gpus_with[p] <= |G_t|                 no more GPUs of a type than the cluster has
+(13p) cost objective: gpu_cost = sum_p kappa_{t_p} gpus_with[p]; at the optimum every counted GPU
+    holds a shard (else dropping it is cheaper), so it is the cost of the GPUs in use
     Every GPU content of a placement lies in a maximal pattern, and dropping shards keeps a GPU
     within (3) and (4), so (2p)-(3p) admit exactly the setups that can be placed: (2)-(4) hold by
     construction, GPUs are not told apart, and (10) is not needed.
@@ -41,11 +49,14 @@ most one per model, within M GB and 100 % (models/problem/setup.py `maximal_patt
 (9) non-convex H_c: sum_k seg[c,k] = choose[c]; lo[c,k] seg[c,k] <= piece[c,k] <= hi[c,k] seg[c,k];
     share[c] = sum_k piece[c,k]; contribution[c] >= sum_k (a[c,k] piece[c,k] + b[c,k] seg[c,k])
 (11) quality <= B(alpha) + sum_i alpha[i] w[i] for cuts alpha, B(alpha) = (1/N) sum_x max_i (s[x,i] - alpha[i]).
+(14) cost objective: quality >= qmin. With (11) an outer approximation of the concave Q(w), (14) is
+    a relaxation of Q(w) >= qmin that the cut loop makes exact (docs/formulation.md).
+(15) cost objective, second stage once the least cost c* is proven: gpu_cost <= c*, max quality.
 
 Re-planning from a running plan (SPEC 4.7, `add_move_cost`), on the per-GPU placement only: the
 pattern form counts GPUs per content and cannot tell which GPU keeps which shard.
 Data      S0, the current plan's shards (c, g) that are still choices of this instance; C >= 0, the move cost
-(13) moves = sum_{c,g} place[c,g] - sum_{(c,g) in S0} place[c,g]      the shards started, exactly
+(16) moves = sum_{c,g} place[c,g] - sum_{(c,g) in S0} place[c,g]      the shards started, exactly
 Objective max quality - C moves
     (10) is dropped: GPUs that hold different shards now are no longer alike.
 
@@ -69,25 +80,37 @@ feasibility tolerance, and every plan is then taken from an LP solved to 1e-9.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pyomo.environ as pyo
 
-from models.problem.instance import Instance, Option
+from models.problem.instance import GpuType, Instance, Objective, Option
 from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.methods.cut_loop import CutLoop, MipInfeasible
+from models.methods.cut_loop import CutLoop, MipInfeasible, choice_of
 from models.methods.routing import SetupRouting
 from models.problem.setup import TooManyPatterns, maximal_patterns
 from models.problem.defaults import DEFAULT_MIP_GAP
+from models.problem.tolerances import GAP_FLOOR
 from models.problem.interrupts import Interrupted
 from models.problem.moves import Replanning
 from models.problem.solver import make_solver, solve_model
 from models.problem.transport import Prompts
 
 
-def mip_choices(instance: Instance) -> list[tuple[str, int, int]]:
-    return [(m.name, o.tp, o.mps_pct) for m in instance.models for o in instance.options(m)]
+def mip_choices(instance: Instance) -> list[tuple]:
+    """Choices c = (model, tp, mps), and the GPU type when the instance lists types (`choice_of`)."""
+    return [choice_of(m.name, o) for m in instance.models for o in instance.options(m)]
+
+
+def choice_option(c: tuple) -> Option:
+    return Option(*c[1:])
+
+
+def choice_type(instance: Instance, c: tuple) -> GpuType:
+    """The GPU type a choice's shards sit on."""
+    return instance.gpu_type_named(choice_option(c).gpu_type)
 
 
 PLACEMENTS = ("patterns", "per-gpu")
@@ -98,29 +121,32 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
     placement by GPU patterns (2p)-(3p) or per GPU (2)-(4), (10)."""
     by_name = {model.name: model for model in instance.models}
     choices = mip_choices(instance)
-    pieces = {c: option_pieces(instance, by_name[c[0]], Option(c[1], c[2])) for c in choices}
+    pieces = {c: option_pieces(instance, by_name[c[0]], choice_option(c)) for c in choices}
     convex = [c for c in choices if pieces[c].is_convex]
     segments = [(*c, k) for c in choices for k in range(len(pieces[c].slopes))]
 
     m = pyo.ConcreteModel(name=f"joint[{instance.name}]")
     m.MODELS = pyo.Set(initialize=[model.name for model in instance.models], ordered=True, doc="models i")
     m.GPUS = pyo.RangeSet(0, instance.gpu_count - 1, doc="GPUs g")
-    m.CHOICES = pyo.Set(dimen=3, initialize=choices, ordered=True, doc="choices c = (model, tp, mps)")
+    width = 4 if instance.typed else 3  # `choice_of`
+    m.CHOICES = pyo.Set(dimen=width, initialize=choices, ordered=True,
+                        doc="choices c = (model, tp, mps[, GPU type])")
     m.USABLE = pyo.Set(initialize=[i for i in m.MODELS if any(c[0] == i for c in choices)], ordered=True,
                        within=m.MODELS, doc="models with at least one choice")
-    m.CONVEX = pyo.Set(dimen=3, within=m.CHOICES, initialize=convex, doc="choices with convex H")
-    m.NONCONVEX = pyo.Set(dimen=3, within=m.CHOICES, initialize=[c for c in choices if c not in convex],
+    m.CONVEX = pyo.Set(dimen=width, within=m.CHOICES, initialize=convex, doc="choices with convex H")
+    m.NONCONVEX = pyo.Set(dimen=width, within=m.CHOICES, initialize=[c for c in choices if c not in convex],
                           doc="choices with non-convex H")
-    m.SEGMENTS = pyo.Set(dimen=4, initialize=segments, doc="segments (c, k) of H_c")
-    m.NONCONVEX_SEGMENTS = pyo.Set(dimen=4, within=m.SEGMENTS, initialize=[s for s in segments if s[:3] not in convex],
+    m.SEGMENTS = pyo.Set(dimen=width + 1, initialize=segments, doc="segments (c, k) of H_c")
+    m.NONCONVEX_SEGMENTS = pyo.Set(dimen=width + 1, within=m.SEGMENTS,
+                                   initialize=[s for s in segments if s[:-1] not in convex],
                                    doc="segments of non-convex H_c")
 
     m.cap = pyo.Param(m.CHOICES, initialize=lambda m, *c: pieces[c].max_share,
                       doc="largest share the option carries: capacity (5) and tail bounds (5t)")
-    m.slope = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].slopes[s[3]]), doc="a, ms")
-    m.intercept = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].intercepts[s[3]]), doc="b, ms")
-    m.lo = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:3]].shares[s[3]]), doc="segment start")
-    m.hi = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: min(float(pieces[s[:3]].shares[s[3] + 1]), m.cap[s[:3]]),
+    m.slope = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:-1]].slopes[s[-1]]), doc="a, ms")
+    m.intercept = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:-1]].intercepts[s[-1]]), doc="b, ms")
+    m.lo = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: float(pieces[s[:-1]].shares[s[-1]]), doc="segment start")
+    m.hi = pyo.Param(m.SEGMENTS, initialize=lambda m, *s: min(float(pieces[s[:-1]].shares[s[-1] + 1]), m.cap[s[:-1]]),
                      doc="segment end")
 
     m.choose = pyo.Var(m.CHOICES, within=pyo.Binary, doc="model runs with this option")
@@ -160,12 +186,12 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
 
     @m.Constraint(m.SEGMENTS - m.NONCONVEX_SEGMENTS, doc="(8) convex H: perspective epigraph")
     def convex_epigraph(m, *s):
-        c = s[:3]
+        c = s[:-1]
         return m.contribution[c] >= m.slope[s] * m.share[c] + m.intercept[s] * m.choose[c]
 
     @m.Constraint(m.NONCONVEX, doc="(9) one segment of a chosen non-convex H")
     def one_segment(m, *c):
-        return sum(m.seg[s] for s in m.NONCONVEX_SEGMENTS if s[:3] == c) == m.choose[c]
+        return sum(m.seg[s] for s in m.NONCONVEX_SEGMENTS if s[:-1] == c) == m.choose[c]
 
     @m.Constraint(m.NONCONVEX_SEGMENTS, doc="(9) piece within its segment")
     def piece_low(m, *s):
@@ -177,61 +203,104 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
 
     @m.Constraint(m.NONCONVEX, doc="(9) share is the chosen segment's piece")
     def share_pieces_sum(m, *c):
-        return m.share[c] == sum(m.piece[s] for s in m.NONCONVEX_SEGMENTS if s[:3] == c)
+        return m.share[c] == sum(m.piece[s] for s in m.NONCONVEX_SEGMENTS if s[:-1] == c)
 
     @m.Constraint(m.NONCONVEX, doc="(9) non-convex H on the chosen segment")
     def nonconvex_epigraph(m, *c):
         return m.contribution[c] >= sum(m.slope[s] * m.piece[s] + m.intercept[s] * m.seg[s]
-                                        for s in m.NONCONVEX_SEGMENTS if s[:3] == c)
+                                        for s in m.NONCONVEX_SEGMENTS if s[:-1] == c)
 
     if per_prompt:
         add_per_prompt_routing(m, Prompts.merge(instance.scores))
     else:
         m.quality_cuts = pyo.ConstraintList(doc="(11) outer approximation of Q(w) by its dual prices")
     m.excluded = pyo.ConstraintList(doc="setups (and segments) that meet the target only within the MIP's tolerance")
-    m.objective = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
+    add_objective(m, instance)
     return m
 
 
+def add_objective(m: pyo.ConcreteModel, instance: Instance) -> None:
+    """max quality; or, with the cost objective, min gpu_cost s.t. (14) quality >= min_quality."""
+    if instance.objective.kind != "cost":
+        m.objective = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
+        return
+
+    @m.Constraint(doc="(14) mean predicted quality at least min_quality")
+    def min_quality(m):
+        return m.quality >= instance.objective.min_quality
+
+    m.objective = pyo.Objective(expr=m.gpu_cost, sense=pyo.minimize, doc="hourly cost of the GPUs in use")
+
+
 def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> None:
-    """(2)-(4) and (10): a binary per choice and GPU."""
-    m.shard_gb = pyo.Param(m.CHOICES, initialize=lambda m, i, tp, mps: by_name[i].shard_gb(tp), doc="GB per shard")
-    m.place = pyo.Var(m.CHOICES, m.GPUS, within=pyo.Binary, doc="a shard of the choice sits on the GPU")
+    """(2)-(4) and (10): a binary per choice and GPU of the choice's type; with the cost objective, (13)."""
+    m.shard_gb = pyo.Param(m.CHOICES, initialize=lambda m, *c: by_name[c[0]].shard_gb(c[1]), doc="GB per shard")
+    m.SLOTS = pyo.Set(dimen=m.CHOICES.dimen + 1, initialize=[(*c, g) for c in m.CHOICES
+                                                             for g in choice_type(instance, c).gpus],
+                      doc="(c, g): GPU g is of choice c's type")
+    m.place = pyo.Var(m.SLOTS, within=pyo.Binary, doc="a shard of the choice sits on the GPU")
+    on_gpu = {g: [] for g in m.GPUS}
+    for *c, g in m.SLOTS:
+        on_gpu[g].append(tuple(c))
 
     @m.Constraint(m.CHOICES, doc="(2) tp shards on distinct GPUs")
     def shards(m, *c):
-        return sum(m.place[c, g] for g in m.GPUS) == c[1] * m.choose[c]
+        return sum(m.place[c, g] for g in choice_type(instance, c).gpus) == c[1] * m.choose[c]
 
     @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model per GPU")
     def one_shard_per_gpu(m, i, g):
-        return sum(m.place[c, g] for c in m.CHOICES if c[0] == i) <= 1
+        mine = [c for c in on_gpu[g] if c[0] == i]
+        return sum(m.place[c, g] for c in mine) <= 1 if mine else pyo.Constraint.Skip
 
     @m.Constraint(m.GPUS, doc="(3) memory per GPU")
     def memory(m, g):
-        return sum(m.shard_gb[c] * m.place[c, g] for c in m.CHOICES) <= instance.gpu_memory_gb
+        if not on_gpu[g]:
+            return pyo.Constraint.Skip
+        return sum(m.shard_gb[c] * m.place[c, g] for c in on_gpu[g]) <= instance.type_of_gpu(g).memory_gb
 
     @m.Constraint(m.GPUS, doc="(4) compute share per GPU")
     def compute(m, g):
-        return sum(c[2] * m.place[c, g] for c in m.CHOICES) <= 100
+        if not on_gpu[g]:
+            return pyo.Constraint.Skip
+        return sum(c[2] * m.place[c, g] for c in on_gpu[g]) <= 100
 
-    first = [c for c in m.CHOICES if c[0] == instance.models[0].name]
+    first = {g: [c for c in on_gpu[g] if c[0] == instance.models[0].name] for g in m.GPUS}
 
     @m.Constraint(m.GPUS, doc="(10) identical GPUs: those holding the first model come first")
     def gpu_order(m, g):
-        if g == instance.gpu_count - 1:
+        if g + 1 not in instance.type_of_gpu(g).gpus or not first[g]:
             return pyo.Constraint.Skip
-        return sum(m.place[c, g] for c in first) >= sum(m.place[c, g + 1] for c in first)
+        return sum(m.place[c, g] for c in first[g]) >= sum(m.place[c, g + 1] for c in first[g + 1])
+
+    if instance.objective.kind == "cost":
+        m.used = pyo.Var(m.GPUS, within=pyo.Binary, doc="GPU g holds at least one shard")
+
+        @m.Constraint(m.SLOTS, doc="(13) a GPU holding a shard is used")
+        def in_use(m, *slot):
+            return m.used[slot[-1]] >= m.place[slot]
+
+        m.gpu_cost = pyo.Expression(expr=sum(instance.type_of_gpu(g).cost_per_hour * m.used[g] for g in m.GPUS),
+                                    doc="hourly cost of the GPUs in use")
 
 
 def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> None:
-    """(2p)-(3p): an integer count of GPUs per maximal GPU pattern."""
+    """(2p)-(3p): an integer count of GPUs per maximal GPU pattern of each GPU type; with the cost objective
+    the cost of the counted GPUs (13p)."""
     choices = list(m.CHOICES)
-    patterns = maximal_patterns(instance, [(by_name[c[0]], Option(c[1], c[2])) for c in choices])
+    patterns, types = [], []
+    for gpu_type in instance.types:
+        mine = [k for k, c in enumerate(choices) if choice_option(c).gpu_type == gpu_type.name]
+        found = maximal_patterns([(by_name[choices[k][0]], choice_option(choices[k])) for k in mine],
+                                 gpu_type.memory_gb)
+        patterns += [tuple(mine[j] for j in content) for content in found]
+        types += [gpu_type] * len(found)
     m.PATTERNS = pyo.RangeSet(0, len(patterns) - 1, doc="maximal GPU patterns p")
-    m.HOLDS = pyo.Set(dimen=4, initialize=[(p, *choices[k]) for p, content in enumerate(patterns) for k in content],
+    m.HOLDS = pyo.Set(dimen=m.CHOICES.dimen + 1,
+                      initialize=[(p, *choices[k]) for p, content in enumerate(patterns) for k in content],
                       doc="(p, c): pattern p holds a shard of choice c")
     m.pattern_choices = patterns  # the patterns' contents (indices into CHOICES), read back by mip_setup
-    m.gpus_with = pyo.Var(m.PATTERNS, within=pyo.NonNegativeIntegers, bounds=(0, instance.gpu_count),
+    m.pattern_types = types  # each pattern's GPU type, read back by mip_setup
+    m.gpus_with = pyo.Var(m.PATTERNS, within=pyo.NonNegativeIntegers, bounds=lambda m, p: (0, types[p].count),
                           doc="GPUs whose content is pattern p")
 
     holders = {c: [] for c in choices}
@@ -242,20 +311,26 @@ def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
     def pattern_cover(m, *c):
         return sum(m.gpus_with[p] for p in holders[c]) >= c[1] * m.choose[c]
 
-    @m.Constraint(doc="(3p) no more GPUs than the cluster has")
-    def gpu_count(m):
-        return sum(m.gpus_with[p] for p in m.PATTERNS) <= instance.gpu_count
+    @m.Constraint(range(len(instance.types)), doc="(3p) no more GPUs than the cluster has")
+    def gpu_count(m, t):
+        gpu_type = instance.types[t]
+        counted = [p for p in m.PATTERNS if types[p] == gpu_type]
+        return sum(m.gpus_with[p] for p in counted) <= gpu_type.count if counted else pyo.Constraint.Skip
+
+    if instance.objective.kind == "cost":
+        m.gpu_cost = pyo.Expression(expr=sum(types[p].cost_per_hour * m.gpus_with[p] for p in m.PATTERNS),
+                                    doc="(13p) hourly cost of the GPUs counted")
 
 
 def add_move_cost(m: pyo.ConcreteModel, replanning: Replanning) -> None:
-    """(13) on a per-GPU MIP: the shards started against the current plan, and the objective quality - C moves;
+    """(16) on a per-GPU MIP: the shards started against the current plan, and the objective quality - C moves;
     (10) dropped."""
     current = sorted((s.model, s.tp, s.mps_pct, s.gpu) for s in replanning.current)
     m.CURRENT = pyo.Set(dimen=4, initialize=[s for s in current if s[:3] in m.CHOICES and s[3] in m.GPUS],
                         doc="shards (c, g) of the current plan that this instance can keep")
     m.move_cost = pyo.Param(initialize=replanning.move_cost, doc="C, quality per shard started")
     m.moves = pyo.Expression(expr=sum(m.place[c, g] for c in m.CHOICES for g in m.GPUS)
-                             - sum(m.place[s[:3], s[3]] for s in m.CURRENT), doc="(13) shards started")
+                             - sum(m.place[s[:3], s[3]] for s in m.CURRENT), doc="(16) shards started")
     m.gpu_order.deactivate()
     m.del_component(m.objective)
     m.objective = pyo.Objective(expr=m.quality - m.move_cost * m.moves, sense=pyo.maximize,
@@ -320,16 +395,55 @@ def solve_exact(
     except Interrupted:
         raise Interrupted(loop.summary()) from None
     except MipInfeasible:
+        if instance.objective.kind == "cost":
+            raise Infeasible(below_min_quality(instance, deadline, threads)) from None
         raise Infeasible(infeasibility_reason(instance, form, deadline)) from None
-    if write_model:
-        m.write(write_model, io_options={"symbolic_solver_labels": True})
     if loop.incumbent is None:
         raise NoPlanInTime(f"exact: the time limit of {time_limit:g} s passed before the MIP found a plan")
     notes = {"formulation": "per-prompt" if per_prompt else "cuts", "placement": placement, **loop.notes()}
     best = loop.incumbent
+    if instance.objective.kind == "cost" and loop.status() == "optimal":
+        second = best_quality_at_cost(m, instance, solver, prompts, loop, deadline, progress)
+        best, notes["quality_at_least_cost"] = second.incumbent, {"status": second.status(), **second.notes()}
+    if write_model:
+        m.write(write_model, io_options={"symbolic_solver_labels": True})
     return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
                       notes, sensitivity_of(best.routing), replanning=replanning)
+
+
+def best_quality_at_cost(m: pyo.ConcreteModel, instance: Instance, solver, prompts: Prompts, loop: CutLoop,
+                         deadline: float | None, progress: bool) -> CutLoop:
+    """The cost objective's second stage: the highest quality among plans of the least cost. (15) bounds the
+    cost by the least one found (to GAP_FLOOR) and the same cut loop maximizes quality on `m`: its cuts and
+    exclusions stay valid, and its first incumbent is the least-cost plan."""
+    least = loop.value(loop.incumbent)
+    m.objective.deactivate()
+    m.at_least_cost = pyo.Constraint(expr=m.gpu_cost <= least + GAP_FLOOR * max(1.0, abs(least)),
+                                     doc="(15) cost at most the least found")
+    m.quality_at_cost = pyo.Objective(expr=m.quality, sense=pyo.maximize, doc="mean predicted quality")
+    second = CutLoop(m, solver, dataclasses.replace(instance, objective=Objective()), prompts, loop.mip_gap,
+                     deadline, progress)
+    second.incumbent = loop.incumbent
+    second.run()
+    return second
+
+
+def below_min_quality(instance: Instance, deadline: float | None, threads: int | None) -> str:
+    """Why the cost objective has no plan: the quality objective's own reason, or the best quality any plan
+    reaches (solved exactly, within the time left before `deadline`)."""
+    quality_instance = dataclasses.replace(instance, objective=Objective())
+    time_limit = None if deadline is None else max(deadline - time.perf_counter(), 0.01)
+    try:
+        best = solve_exact(quality_instance, time_limit=time_limit, threads=threads)
+    except Infeasible as err:
+        return str(err)
+    except NoPlanInTime:
+        return f"no plan reaches quality {instance.objective.min_quality:g}; {NO_REASON_IN_TIME}"
+    reached = "the best quality reachable is" if best.solver.status == "optimal" else \
+        f"the time limit passed; the best quality found is {best.quality:.6f}, bounded by"
+    value = best.quality if best.solver.status == "optimal" else best.solver.bound
+    return f"no plan reaches quality {instance.objective.min_quality:g}: {reached} {value:.6f}"
 
 
 def sensitivity_of(routing: SetupRouting) -> dict[str, float]:

@@ -8,6 +8,20 @@ Outer search over setups (an option or nothing per model):
 * prune a setup whose shards first-fit decreasing cannot pack on the GPUs
   (shards by decreasing MPS share, then memory; no two shards of a model on a GPU).
 
+With several GPU types (SPEC 4.4) the rules apply per type, since a model's
+shards all sit on GPUs of its option's type: the compute of the options on a
+type is at most 100 x its GPUs (a setup over it counts as over the cluster's
+compute), the floor stays on the total, so floor 1 keeps the setups that fill
+every GPU of every type, and first-fit decreasing packs each shard on the
+first GPU of its type with room.
+
+Under the cost objective (SPEC 4.4) the heuristic is run as it is on
+sub-clusters: every choice of how many GPUs of each type to use (the first
+ones of each type), in order of their cost per hour; on each, the rules above
+apply with the floor a fraction of that sub-cluster's compute (floor 1 fills
+every GPU paid for). The plan is the first one whose quality reaches
+min_quality.
+
 Inner solve for a kept setup, over the deployed models' shares w (caps
 c_i = min(1, r_K / lam) from capacity (5), T(w) = sum_i H_i(w_i) the mean TTFT):
 
@@ -40,6 +54,8 @@ publishes a routing that realizes its shares (`models/problem/published.py`).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -47,11 +63,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.problem.instance import Instance
+from models.problem.instance import Instance, Objective
 from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan
-from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_pct, count_within_compute,
-                                  describe_setup, model_choices, setups_within_compute)
+from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_on_type, compute_pct,
+                                  count_within_compute, describe_setup, model_choices, setups_within_compute)
 from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
@@ -104,16 +120,20 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
     passed = count_within_compute(instance, floor, cluster)
     if passed > VISIT_LIMIT:
         refuse(f"{passed:,} setups pass its compute bounds, more than the {VISIT_LIMIT:,} it packs", utilization_floor)
-    kept = []
+    kept, over_type = [], 0
     for setup in setups_within_compute(instance, floor, cluster):
+        if not all(compute_on_type(setup, t.name) <= 100 * t.count for t in instance.types):
+            over_type += 1
+            continue
         placement = first_fit_decreasing(instance, setup)
         if placement is not None:
             kept.append((setup, placement))
         if len(kept) > SETUP_LIMIT:
             refuse(f"more than {SETUP_LIMIT:,} setups pass its compute and packing bounds, the most it tries "
                    "(at a few tenths of a second each)", utilization_floor)
-    return SetupSearch(considered=considered, over_compute=considered - within, under_floor=within - passed,
-                       unpackable=passed - len(kept), kept=tuple(kept))
+    return SetupSearch(considered=considered, over_compute=considered - within + over_type,
+                       under_floor=within - passed, unpackable=passed - over_type - len(kept), kept=tuple(kept))
+
 
 
 def refuse(reason: str, utilization_floor: float):
@@ -122,17 +142,19 @@ def refuse(reason: str, utilization_floor: float):
 
 
 def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
-    """Shards by decreasing MPS share (then memory), each on the first GPU with room that holds
-    no shard of its model; None if some shard finds no GPU."""
+    """Shards by decreasing MPS share (then memory), each on the first GPU of its option's type with room
+    that holds no shard of its model; None if some shard finds no GPU."""
     deployed = [k for k, o in enumerate(setup) if o is not None]
     order = sorted(deployed, key=lambda k: (-setup[k].mps_pct, -instance.models[k].shard_gb(setup[k].tp), k))
-    free_memory = np.full(instance.gpu_count, instance.gpu_memory_gb)
-    free_compute = np.full(instance.gpu_count, 100)
+    numbers = [g for t in instance.types for g in t.gpus]  # the GPUs' numbers, by position in these arrays
+    kinds = np.array([t.name for t in instance.types for _ in t.gpus], dtype=object)
+    free_memory = np.array([t.memory_gb for t in instance.types for _ in t.gpus])
+    free_compute = np.full(len(numbers), 100)
     gpus: dict[int, list[int]] = {k: [] for k in deployed}
     for k in order:
         memory, share = instance.models[k].shard_gb(setup[k].tp), setup[k].mps_pct
         for _ in range(setup[k].tp):
-            room = (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
+            room = (kinds == setup[k].gpu_type) & (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
             room[gpus[k]] = False
             if not room.any():
                 return None
@@ -140,7 +162,7 @@ def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
             free_memory[g] -= memory
             free_compute[g] -= share
             gpus[k].append(g)
-    return tuple(tuple(sorted(gpus.get(k, ()))) for k in range(len(setup)))
+    return tuple(tuple(sorted(numbers[g] for g in gpus.get(k, ()))) for k in range(len(setup)))
 
 
 # ---------------------------------------------------------------- inner: prices
@@ -512,7 +534,8 @@ def final_prices(prompts: Prompts, result: SetupResult) -> tuple[np.ndarray, flo
 
 def solve_heuristic(instance: Instance, time_limit: float | None = None,
                     utilization_floor: float = DEFAULT_UTILIZATION_FLOOR, progress: bool = True) -> Plan:
-    """The heuristic's plan (status `heuristic`); raises `Infeasible` or `NoPlanInTime`.
+    """The heuristic's plan (status `heuristic`); raises `Infeasible` or `NoPlanInTime`. Under the cost objective,
+    `solve_cheapest_heuristic`.
 
     `utilization_floor` is a fraction of the cluster's compute (100 x GPUs). The
     plan publishes a routing that realizes its shares (`models/problem/published.py`); the
@@ -520,6 +543,8 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     notes, with the setups considered, pruned by each rule, kept and evaluated, and the seconds
     per stage.
     """
+    if instance.objective.kind == "cost":
+        return solve_cheapest_heuristic(instance, time_limit, utilization_floor, progress)
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
@@ -543,6 +568,48 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
     report = SolverReport("heuristic", time.perf_counter() - start)
     return build_plan(instance, "heuristic", best.setup, best.placement, best.full_shares(len(instance.models)),
                       quality, report, notes)
+
+
+def solve_cheapest_heuristic(instance: Instance, time_limit: float | None = None,
+                             utilization_floor: float = DEFAULT_UTILIZATION_FLOOR, progress: bool = True) -> Plan:
+    """The cost objective (module docstring): the heuristic's plan on the cheapest sub-cluster where it reaches
+    min_quality; raises `Infeasible` when none does, `NoPlanInTime` past the time limit."""
+    start = time.perf_counter()
+    objective = instance.objective
+    best_found = None
+    for tried, counts in enumerate(sub_clusters(instance), start=1):
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if remaining is not None and remaining <= 0:
+            raise NoPlanInTime(f"heuristic: time limit of {time_limit:g} s passed after {tried - 1} sub-clusters")
+        smaller = sub_cluster(instance, counts)
+        if any(model.required and not smaller.options(model) for model in smaller.models):
+            continue  # a required model fits none of its GPUs
+        try:
+            plan = solve_heuristic(smaller, remaining, utilization_floor, progress)
+        except (Infeasible, TooLarge):
+            continue
+        best_found = max(best_found or 0.0, plan.quality)
+        if objective.met_by(plan.quality):
+            mix = " + ".join(f"{n} {t.name}" for n, t in zip(counts, instance.types) if n)
+            return dataclasses.replace(plan, min_quality=objective.min_quality,
+                                       solver=SolverReport("heuristic", time.perf_counter() - start),
+                                       notes={**plan.notes, "sub_cluster": mix, "sub_clusters_tried": tried})
+    found = "none has a plan" if best_found is None else f"the best quality found is {best_found:.6f}"
+    raise Infeasible(f"heuristic: on no sub-cluster does it reach quality {objective.min_quality:g}; {found}")
+
+
+def sub_clusters(instance: Instance) -> list[tuple[int, ...]]:
+    """Every count of GPUs per type (not all zero), cheapest first (then fewer GPUs, then in order)."""
+    counts = itertools.product(*(range(t.count + 1) for t in instance.types))
+    costs = [t.cost_per_hour for t in instance.types]
+    return sorted((c for c in counts if any(c)),
+                  key=lambda c: (sum(n * k for n, k in zip(c, costs)), sum(c), c))
+
+
+def sub_cluster(instance: Instance, counts: tuple[int, ...]) -> Instance:
+    """The instance on the first `counts[t]` GPUs of each type (numbers kept), with the quality objective."""
+    types = tuple(dataclasses.replace(t, count=n) for t, n in zip(instance.types, counts))
+    return dataclasses.replace(instance, gpu_types=types, gpu_count=sum(counts), objective=Objective())
 
 
 def search_notes(found: SearchResult, seconds: dict, computed: int) -> dict:

@@ -28,7 +28,10 @@ where activation_gb (ACTIVATION_GB by default) is an allowance for activations, 
 CUDA graphs that the planner's memory constraint (3) does not count. On every GPU the shards' needs
 must add up to at most gpu_memory_gb, or the export names the GPU and refuses; an instance whose
 kv_cache_gb already includes the allowance is exported with activation_gb=0. Rounding down takes at
-most 0.001 of the GPU from the allowance.
+most 0.001 of the GPU from the allowance. With GPU types (SPEC 4.4) gpu_memory_gb is the memory of the
+type the model's option names, and the GPU indices in launch.sh are the plan's global numbering (type by
+type in the listed order): on one machine with mixed GPUs they must match the order nvidia-smi shows,
+else each index is replaced by its GPU's UUID (docs/deploy.md).
 
 A plan that breaks the mean-TTFT target, has a deployed model without a price, or whose published
 routing breaks the target or a capacity on the instance's own prompts is not a deployment:
@@ -73,6 +76,7 @@ class ModelServer:
     checkpoint: str
     tp: int
     mps_pct: int
+    gpu_type: str  # "" without GPU types
     gpus: tuple[int, ...]
     port: int
     need_gb: float  # per shard: weights / tp + KV-cache reserve + activation allowance
@@ -112,10 +116,12 @@ def servers(instance: Instance, plan: Plan, activation_gb: float = ACTIVATION_GB
             continue
         need_gb = model.shard_gb(int(row.tp)) + activation_gb
         scale = 10 ** FRACTION_DIGITS
+        gpu_type = getattr(row, "gpu_type", "")
+        memory_gb = instance.gpu_type_named(gpu_type).memory_gb
         found.append(ModelServer(name=model.name, checkpoint=model.served_checkpoint, tp=int(row.tp),
-                            mps_pct=int(row.mps_pct), gpus=tuple(int(g) for g in row.gpus),
+                            mps_pct=int(row.mps_pct), gpu_type=gpu_type, gpus=tuple(int(g) for g in row.gpus),
                             port=base_port + len(found), need_gb=need_gb,
-                            memory_fraction=math.floor(need_gb / instance.gpu_memory_gb * scale) / scale,
+                            memory_fraction=math.floor(need_gb / memory_gb * scale) / scale,
                             share=float(row.share), load_rps=float(row.load_rps),
                             price=float(price) + 0.0))  # + 0.0 turns -0.0 into 0.0
     return found
@@ -126,11 +132,12 @@ def check_memory(instance: Instance, found: list[ModelServer], activation_gb: fl
     for gpu in range(instance.gpu_count):
         on_gpu = [s for s in found if gpu in s.gpus]
         total = sum(s.need_gb for s in on_gpu)
-        if total > instance.gpu_memory_gb * (1 + 1e-12):
+        memory_gb = instance.type_of_gpu(gpu).memory_gb
+        if total > memory_gb * (1 + 1e-12):
             names = ", ".join(s.name for s in on_gpu)
             raise ExportError(
                 f"GPU {gpu}: the shards of {names} need {total:.2f} GB with a {activation_gb:g} GB activation "
-                f"allowance each, more than its {instance.gpu_memory_gb:g} GB (the planner's memory constraint "
+                f"allowance each, more than its {memory_gb:g} GB (the planner's memory constraint "
                 "(3) counts weights and KV-cache reserve only): raise kv_cache_gb by the allowance and plan "
                 "again, then export with activation_gb=0, or export with a smaller allowance")
 
@@ -250,7 +257,7 @@ def launch_script(instance: Instance, plan: Plan, found: list[ModelServer], acti
         f"# {MAX_NUM_BATCHED_TOKENS:,}-token budget per iteration, {MAX_NUM_SEQS} sequences, no chunked prefill, "
         f"a {MAX_MODEL_LEN:,}-token context.",
         f"# Memory per shard: weights / tp + KV-cache reserve + {activation_gb:g} GB for activations and CUDA graphs,",
-        f"# as a fraction of {instance.gpu_memory_gb:g} GB (--gpu-memory-utilization, a limit per server).",
+        f"# as a fraction of {memory_described(instance)} (--gpu-memory-utilization, a limit per server).",
         "#",
         "# It checks that the NVIDIA MPS control daemon answers in CUDA_MPS_PIPE_DIRECTORY (default",
         f"# {MPS_PIPE_DIRECTORY}), starts the servers one at a time, each once the one before answers /health, logs",
@@ -261,15 +268,35 @@ def launch_script(instance: Instance, plan: Plan, found: list[ModelServer], acti
         "# GPUs are the indices nvidia-smi shows. If the MPS control daemon was started with CUDA_VISIBLE_DEVICES",
         "# set, MPS renumbers the GPUs it was given; NVIDIA recommends GPU UUIDs (nvidia-smi -L) in",
         "# CUDA_VISIBLE_DEVICES then: replace each index below by its GPU's UUID.",
+        *gpu_numbering_note(instance),
         LAUNCH_BODY.replace("__HOST__", HOST).replace("__TIMEOUT__", str(HEALTH_TIMEOUT_S))
         .replace("__PIPE__", MPS_PIPE_DIRECTORY).rstrip("\n"),
     ]
     for server in found:
         gpus = ", ".join(map(str, server.gpus))
-        lines += ["", f"# {server.name}: tp{server.tp}, MPS {server.mps_pct}% on GPU(s) {gpus}; "
+        on = f"{server.gpu_type} " if server.gpu_type else ""
+        lines += ["", f"# {server.name}: tp{server.tp}, MPS {server.mps_pct}% on {on}GPU(s) {gpus}; "
                       f"share {server.share:.4f} ({server.load_rps:.2f} requests/s); {server.need_gb:.2f} GB per shard",
                   start_line(server)]
     return "\n".join(lines) + "\n" + WATCH
+
+
+def memory_described(instance: Instance) -> str:
+    """The GPUs' memory: one size, or one per GPU type (SPEC 4.4)."""
+    if not instance.typed:
+        return f"{instance.gpu_memory_gb:g} GB"
+    return "the GPU type's memory (" + ", ".join(f"{t.name} {t.memory_gb:g} GB" for t in instance.gpu_types) + ")"
+
+
+def gpu_numbering_note(instance: Instance) -> list[str]:
+    """launch.sh's comment on the global GPU numbering of an instance with GPU types."""
+    if not instance.typed:
+        return []
+    blocks = ", ".join(f"{t.gpus.start}-{t.gpus.stop - 1} {t.name}" for t in instance.gpu_types)
+    return ["#",
+            f"# GPU types: the indices are the plan's global numbering, type by type as listed ({blocks}). On one",
+            "# machine with mixed GPUs they must be the order nvidia-smi shows, else use the UUIDs as above; on",
+            "# several machines, start each server on the machine with its type and renumber its GPUs there."]
 
 
 def litellm_config(instance: Instance, plan: Plan, found: list[ModelServer]) -> str:
@@ -298,19 +325,33 @@ def route_command(instance: Instance, found: list[ModelServer], folder: Path) ->
                      shlex.quote(str(instance.folder)), *moved])
 
 
+def cluster_described(instance: Instance, plan: Plan) -> str:
+    """The cluster for the README: N x type (memory), or with GPU types each type's GPUs and the plan's cost."""
+    if not instance.typed:
+        return f"{instance.gpu_count} x {instance.gpu_type or 'GPU'} ({instance.gpu_memory_gb:g} GB)"
+    types = " + ".join(f"{t.count} x {t.name} ({t.memory_gb:g} GB, GPUs {t.gpus.start}-{t.gpus.stop - 1})"
+                       for t in instance.gpu_types)
+    cost = "" if plan.cost_per_hour is None else f"; the GPUs in use cost {plan.cost_per_hour:g} per hour"
+    return types + cost
+
+
+def gpus_cell(server: ModelServer) -> str:
+    gpus = ",".join(map(str, server.gpus))
+    return f"{gpus} ({server.gpu_type})" if server.gpu_type else gpus
+
+
 def deployment_note(instance: Instance, plan: Plan, found: list[ModelServer], activation_gb: float,
                     folder: Path) -> str:
     table = ["| model | checkpoint | tp | MPS share | GPUs | memory fraction | port | price | share |",
              "|---|---|---|---|---|---|---|---|---|"]
-    table += [f"| {s.name} | {s.checkpoint} | {s.tp} | {s.mps_pct}% | {','.join(map(str, s.gpus))} | "
+    table += [f"| {s.name} | {s.checkpoint} | {s.tp} | {s.mps_pct}% | {gpus_cell(s)} | "
               f"{s.memory_fraction:g} | {s.port} | {s.price:.6f} | {s.share:.4f} |" for s in found]
     skipped = [row.name for row in plan.models.itertuples() if not row.deployed]
     return "\n".join([
         f"# Deployment of the {plan.method} plan for '{instance.name}'",
         "",
         f"Predicted quality {plan.quality:.4f} and mean TTFT {plan.mean_ttft_ms:.1f} ms (target {plan.slo_ms:g} ms) "
-        f"at {instance.arrival_rate_rps:g} requests/s on {instance.gpu_count} x {instance.gpu_type or 'GPU'} "
-        f"({instance.gpu_memory_gb:g} GB).",
+        f"at {instance.arrival_rate_rps:g} requests/s on {cluster_described(instance, plan)}.",
         "",
         *table,
         "",
@@ -321,7 +362,7 @@ def deployment_note(instance: Instance, plan: Plan, found: list[ModelServer], ac
         "   `CUDA_MPS_PIPE_DIRECTORY` as `launch.sh`, if you set one). The MPS shares hold only under it.",
         "3. Run `./launch.sh`. It starts one server at a time and waits for its `/health`; logs go to `logs/`.",
         f"   Memory fraction = (weights / tp + KV-cache reserve + {activation_gb:g} GB) / "
-        f"{instance.gpu_memory_gb:g} GB, rounded down;",
+        f"{memory_described(instance)}, rounded down;",
         "   the allowance covers activations, the CUDA context and CUDA graphs.",
         f"4. Route: `{route_command(instance, found, folder)}`",
         f"   serves an OpenAI-compatible API on http://{HOST}:{ROUTER_PORT} (`/v1/completions`,",

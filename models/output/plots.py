@@ -2,7 +2,9 @@
 
 * GPU map: one bar per GPU, stacked by model, with the memory of each shard (GB)
   on one panel and its MPS compute share (%) on the other, against the GPU's
-  capacity (constraints (3) and (4) of SPEC section 1).
+  capacity (constraints (3) and (4) of SPEC section 1). With GPU types (SPEC
+  4.4) the GPUs are grouped by type, in their numbering, each group with its
+  own memory capacity and the type under each GPU's number.
 * Latency curves: per deployed model, its profiled curve at its option (the
   points and the linear interpolation `latency_ms` uses), the operating point
   (load, TTFT), the capacity r_K, the headroom line (1 - headroom) r_K when the
@@ -10,6 +12,8 @@
   target bounds the mean over models, not each model's TTFT).
 * Frontier: quality against the mean-TTFT target, one line per method
   (`models/analysis/sweep.py`).
+* Cost frontier: the least hourly cost of the GPUs in use against the quality
+  required, each point labelled with its GPU mix (`models/analysis/cost_frontier.py`).
 
 Figures are built on `matplotlib.figure.Figure` directly, without pyplot, so
 no global state or display is involved; PNGs are rendered by the Agg backend.
@@ -77,7 +81,8 @@ def deployed(plan: Plan) -> pd.DataFrame:
 
 
 def option_label(row) -> str:
-    return f"tp{int(row.tp)}, MPS {int(row.mps_pct)}%"
+    on = f"{row.gpu_type}, " if getattr(row, "gpu_type", None) else ""
+    return f"{on}tp{int(row.tp)}, MPS {int(row.mps_pct)}%"
 
 
 def plot_gpu_map(instance: Instance, plan: Plan) -> Figure:
@@ -86,17 +91,18 @@ def plot_gpu_map(instance: Instance, plan: Plan) -> Figure:
     by_name = {model.name: model for model in instance.models}
     figure = Figure(figsize=(max(7.0, 2.0 + 1.4 * instance.gpu_count), 4.6), layout="constrained")
     memory, compute = figure.subplots(1, 2)
-    panels = ((memory, instance.gpu_memory_gb, "memory (GB)", lambda row: by_name[row.name].shard_gb(int(row.tp)),
-               "{:.1f}"),
-              (compute, 100.0, "MPS compute share (%)", lambda row: float(row.mps_pct), "{:.0f}%"))
+    panels = ((memory, lambda t: t.memory_gb, "memory (GB)",
+               lambda row: by_name[row.name].shard_gb(int(row.tp)), "{:.1f}"),
+              (compute, lambda t: 100.0, "MPS compute share (%)", lambda row: float(row.mps_pct), "{:.0f}%"))
     for axes, capacity, label, amount, text in panels:
-        stack_shards(axes, instance, plan, colors, amount, text, capacity)
-        axes.axhline(capacity, color="black", linestyle="--", linewidth=1)
-        axes.set_ylim(0, capacity * 1.1)
+        largest = max(capacity(t) for t in instance.types)
+        stack_shards(axes, instance, plan, colors, amount, text, largest)
+        draw_type_groups(axes, instance, capacity)
+        axes.set_ylim(0, largest * 1.1)
         axes.set_ylabel(label)
-        axes.set_xlabel("GPU")
-        axes.set_xticks(range(instance.gpu_count), [str(g) for g in range(instance.gpu_count)])
-    memory.set_title(f"memory (capacity {instance.gpu_memory_gb:g} GB)", fontsize=10)
+        axes.set_xlabel("GPU (type)" if instance.typed else "GPU")
+    capacities = ", ".join(f"{t.name} {t.memory_gb:g} GB" for t in instance.gpu_types)
+    memory.set_title(f"memory (capacity {capacities or f'{instance.gpu_memory_gb:g} GB'})", fontsize=10)
     compute.set_title("MPS compute share (capacity 100%)", fontsize=10)
     handles = [Patch(color=colors[row.name], label=f"{row.name}: {option_label(row)}")
                for row in deployed(plan).itertuples()]
@@ -105,8 +111,23 @@ def plot_gpu_map(instance: Instance, plan: Plan) -> Figure:
     handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label="GPU capacity"))
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=9)
     gpu_type = f" ({instance.gpu_type})" if instance.gpu_type else ""
-    figure.suptitle(f"{instance.name}, {plan.method} plan: shards on {instance.gpu_count} GPUs{gpu_type}")
+    cost = "" if plan.cost_per_hour is None else f", {plan.cost_per_hour:g} per hour in use"
+    figure.suptitle(f"{instance.name}, {plan.method} plan: shards on {instance.gpu_count} GPUs{gpu_type}{cost}")
     return figure
+
+
+def draw_type_groups(axes, instance: Instance, capacity) -> None:
+    """Per GPU type (SPEC 4.4), its GPUs' capacity as a dashed line over its bars, a dotted line between
+    types, and tick labels with the GPU's number and type."""
+    for gpu_type in instance.types:
+        gpus = gpu_type.gpus
+        axes.hlines(capacity(gpu_type), gpus.start - 0.5, gpus.stop - 0.5, color="black", linestyle="--",
+                    linewidth=1)
+        if gpus.start > 0:
+            axes.axvline(gpus.start - 0.5, color="gray", linestyle=":", linewidth=1)
+    labels = [f"{g}\n{instance.type_of_gpu(g).name}" if instance.typed else str(g) for g in range(instance.gpu_count)]
+    axes.set_xticks(range(instance.gpu_count), labels)
+    axes.set_xlim(-0.5, instance.gpu_count - 0.5)
 
 
 def stack_shards(axes, instance: Instance, plan: Plan, colors, amount, text: str, capacity: float) -> None:
@@ -161,7 +182,7 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
 
 
 def draw_curve(axes, instance: Instance, row, model, color) -> None:
-    curve = instance.curve(model, Option(int(row.tp), int(row.mps_pct)))
+    curve = instance.curve(model, Option(int(row.tp), int(row.mps_pct), getattr(row, "gpu_type", "")))
     loads = np.linspace(0.0, curve.max_rate_rps, CURVE_SAMPLES)
     axes.plot(loads, [latency_ms(curve, load) for load in loads], color=color, linewidth=1.5)
     axes.plot(curve.rates_rps, curve.ttfts_ms, color=color, marker="o", markersize=4, linestyle="none")
@@ -224,3 +245,33 @@ def shade_no_plan(axes, qualities: pd.DataFrame) -> None:
         return
     axes.axvspan(targets[0], targets[last], facecolor="0.85", edgecolor="0.6",
                  label=f"no plan (targets up to {targets[last]:g} ms)")
+
+
+# ---------------------------------------------------------------- cost frontier
+
+
+def plot_cost_frontier(table: pd.DataFrame) -> Figure:
+    """Least cost per hour against the quality required, each point labelled with its GPU mix; qualities with
+    no plan marked at the bottom. The least cost does not decrease with the quality, so a point's cost
+    reaches every quality between the point before and it (the step)."""
+    figure = Figure(figsize=(7.5, 5.0), layout="constrained")
+    axes = figure.subplots()
+    found = table[table.cost_per_hour.notna()]
+    mix = [column for column in table.columns if column.startswith("gpus_")]
+    axes.step(found.min_quality, found.cost_per_hour, where="pre", color="black", marker="o",
+              label="least cost of the GPUs in use (exact)")
+    for row in found.to_dict("records"):  # GPU type names need not be identifiers
+        label = ", ".join(f"{int(row[c])} {c.removeprefix('gpus_')}" for c in mix if row[c])
+        axes.annotate(label, (row["min_quality"], row["cost_per_hour"]), textcoords="offset points",
+                      xytext=(0, 6), ha="center", fontsize=8)
+    missing = table[table.cost_per_hour.isna()]
+    if len(missing):
+        axes.plot(missing.min_quality, np.zeros(len(missing)), color=TARGET_COLOR, marker="x", linestyle="none",
+                  clip_on=False, label="no plan reaches this quality")
+    axes.set_xlabel("least mean predicted quality required")
+    axes.set_ylabel("cost per hour of the GPUs in use")
+    axes.set_ylim(bottom=0, top=max(found.cost_per_hour.max() * 1.2, 1.0) if len(found) else 1.0)
+    axes.grid(alpha=0.3)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=9)
+    figure.suptitle(f"{table.instance.iloc[0]}: the cheapest GPUs that reach each quality")
+    return figure

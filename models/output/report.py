@@ -21,6 +21,11 @@ def fmt(value, spec: str, missing: str = "-") -> str:
     return text.lstrip("-") if text.startswith("-") and float(text) == 0 else text
 
 
+def option_text(row) -> str:
+    on = f"{row.gpu_type} " if getattr(row, "gpu_type", None) else ""
+    return f"{on}tp{row.tp} mps{row.mps_pct}%"
+
+
 def plan_table(plan: Plan) -> pd.DataFrame:
     """One row per model: option, GPUs, share, load, TTFT (and its profiled percentiles, SPEC 4.6), H,
     utilization (load / r_K) and price, as strings."""
@@ -28,7 +33,7 @@ def plan_table(plan: Plan) -> pd.DataFrame:
     for row, price in zip(plan.models.itertuples(), plan.prices):
         rows.append({
             "model": row.name,
-            "option": f"tp{row.tp} mps{row.mps_pct}%" if row.deployed else "not deployed",
+            "option": option_text(row) if row.deployed else "not deployed",
             "GPUs": ",".join(str(g) for g in row.gpus) or "-",
             "share": fmt(row.share, ".4f"),
             "load rps": fmt(row.load_rps, ".2f"),
@@ -53,6 +58,9 @@ def format_plan(plan: Plan, evaluation: Evaluation) -> str:
     ]
     if plan.changes is not None:
         lines += change_lines(plan)
+    if plan.cost_per_hour is not None:
+        floor = "" if plan.min_quality is None else f" (minimized, s.t. quality >= {plan.min_quality:g})"
+        lines.append(f"GPUs in use cost {plan.cost_per_hour:g} per hour{floor}")
     if plan.solver.bound is not None:
         lines.append(f"bound {plan.solver.bound:.6f} · gap {fmt(plan.solver.gap, '.2e')}")
     if plan.sensitivity:

@@ -37,6 +37,8 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from tqdm import tqdm
 
+from models.problem.tolerances import QUALITY_TOL
+
 PROFILE_COLUMNS = ("model", "tp", "mps_pct", "rate_rps", "mean_ttft_ms")
 TAIL_PERCENTILES = ("p95", "p99")  # SPEC 4.6: bound workload.slo_<p>_ttft_ms on column <p>_ttft_ms of the profiles
 PROMPT_COLUMN = "prompt_id"
@@ -48,13 +50,16 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Option:
-    """A way to deploy a model: tensor-parallel degree and MPS compute share (percent)."""
+    """A way to deploy a model: tensor-parallel degree, MPS compute share (percent) and, with several GPU
+    types (SPEC 4.4), the type its shards sit on ("" in an instance without `gpu_types`)."""
 
     tp: int
     mps_pct: int
+    gpu_type: str = ""
 
     def __str__(self) -> str:
-        return f"tp{self.tp}/mps{self.mps_pct}"
+        on = f"{self.gpu_type}/" if self.gpu_type else ""
+        return f"{on}tp{self.tp}/mps{self.mps_pct}"
 
     @property
     def compute_pct(self) -> int:
@@ -113,6 +118,38 @@ class Curve:
         return rates[-1]
 
 
+@dataclass(frozen=True)
+class GpuType:
+    """GPUs of one type (SPEC 4.4): numbered first_gpu .. first_gpu + count - 1, type by type in the listed order."""
+
+    name: str
+    count: int
+    memory_gb: float
+    cost_per_hour: float | None = None
+    first_gpu: int = 0
+
+    @property
+    def gpus(self) -> range:
+        return range(self.first_gpu, self.first_gpu + self.count)
+
+
+OBJECTIVES = ("quality", "cost")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """SPEC 4.4: maximize quality (the default), or minimize the hourly cost of the GPUs that hold a shard
+    subject to Q >= min_quality."""
+
+    kind: str = "quality"
+    min_quality: float | None = None
+
+    def met_by(self, quality: float) -> bool:
+        """Whether a plan of this quality meets the objective's constraint: always under the quality objective,
+        quality >= min_quality (to QUALITY_TOL, models/problem/tolerances.py) under the cost objective."""
+        return self.kind != "cost" or quality >= self.min_quality - QUALITY_TOL * max(1.0, self.min_quality)
+
+
 @dataclass(frozen=True, eq=False)
 class Instance:
     """A validated planning instance. `scores[x, i]` is prompt x's predicted quality on `models[i]`."""
@@ -134,6 +171,26 @@ class Instance:
     scores: np.ndarray = field(repr=False)
     headroom: float = 0.0  # SPEC 4.1: no model is planned above (1 - headroom) r_K
     tail_slo_ms: Mapping[str, float] = field(default_factory=dict)  # SPEC 4.6: percentile ('p95', 'p99') -> bound
+    # SPEC 4.4: the GPU types as listed (empty: one type, gpu_count GPUs of gpu_memory_gb). With types,
+    # gpu_count is their total, gpu_memory_gb the largest memory and gpu_type their description.
+    gpu_types: tuple[GpuType, ...] = ()
+    objective: Objective = Objective()
+
+    @property
+    def typed(self) -> bool:
+        """Whether the instance lists `gpu_types` (and its plans name each model's type)."""
+        return bool(self.gpu_types)
+
+    @property
+    def types(self) -> tuple[GpuType, ...]:
+        """The GPU types every method iterates: the listed ones, or one unnamed type of the whole cluster."""
+        return self.gpu_types or (GpuType("", self.gpu_count, self.gpu_memory_gb),)
+
+    def gpu_type_named(self, name: str) -> GpuType:
+        return next(t for t in self.types if t.name == name)
+
+    def type_of_gpu(self, gpu: int) -> GpuType:
+        return next(t for t in self.types if gpu in t.gpus)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -149,20 +206,21 @@ class Instance:
         return tuple(p for p in TAIL_PERCENTILES if all(curve.percentile_ms(p) for curve in self.curves.values()))
 
     def options(self, model: Model) -> tuple[Option, ...]:
-        """Options with a latency curve whose shards fit an empty GPU and that meet the tail bounds at some load
-        (SPEC 4.6), in (tp, mps) order."""
+        """Options with a latency curve whose shards fit an empty GPU of their type and that meet the tail bounds
+        at some load (SPEC 4.6), in (type, tp, mps) order."""
         return tuple(
             option
-            for option in self.setup_options()
+            for gpu_type in self.types
+            for option in self.setup_options(gpu_type.name)
             if (model.name, option) in self.curves
-            and option.tp <= self.gpu_count
-            and model.shard_gb(option.tp) <= self.gpu_memory_gb
+            and option.tp <= gpu_type.count
+            and model.shard_gb(option.tp) <= gpu_type.memory_gb
             and self.tail_rate_rps(self.curve(model, option)) > 0
         )
 
-    def setup_options(self) -> tuple[Option, ...]:
-        """Every (tp, mps_pct) pair that `setup_options` allows."""
-        return tuple(Option(tp, mps) for tp in self.tp_options for mps in self.mps_options)
+    def setup_options(self, gpu_type: str = "") -> tuple[Option, ...]:
+        """Every (tp, mps_pct) pair that `setup_options` allows, on the named GPU type."""
+        return tuple(Option(tp, mps, gpu_type) for tp in self.tp_options for mps in self.mps_options)
 
     def curve(self, model: Model, option: Option) -> Curve:
         return self.curves[(model.name, option)]
@@ -239,7 +297,7 @@ def read_instance(folder: str | Path) -> RawInstance:
         folder=folder,
         toml_path=toml_path,
         config=config,
-        profiles=read_csv(folder / require_str(files, "profiles", toml_path, "files.profiles"), ("model",)),
+        profiles=read_csv(folder / require_str(files, "profiles", toml_path, "files.profiles"), ("model", "gpu_type")),
         scores=read_csv(folder / require_str(files, "scores", toml_path, "files.scores"), (PROMPT_COLUMN,)),
     )
 
@@ -412,6 +470,8 @@ def cell(table: CsvTable, row: int, column: str) -> str:
 KNOWN_KEYS = {
     "": ("name", "description", "cluster", "workload", "setup_options", "models", "files"),
     "cluster": ("gpu_count", "gpu_memory_gb", "gpu_type"),
+    "cluster.gpu_types": ("name", "count", "memory_gb", "cost_per_hour"),
+    "objective": ("kind", "min_quality"),
     "workload": ("arrival_rate_rps", "slo_mean_ttft_ms", "headroom", "slo_p95_ttft_ms", "slo_p99_ttft_ms"),
     "setup_options": ("tp", "mps_pct"),
     "models": ("name", "weights_gb", "kv_cache_gb", "required", "checkpoint"),
@@ -419,19 +479,27 @@ KNOWN_KEYS = {
 }
 
 
+# SPEC 4.4's keys in tables that had keys before it: accepted, and suggested when a key is close to one,
+# but not listed among the known keys of a message, which name those of an instance with one GPU type and
+# the quality objective.
+SPEC_4_4_KEYS = {"": ("objective",), "cluster": ("gpu_types",)}
+
+
 def check_known_keys(config: dict, path: Path) -> None:
-    """Every key of every table in KNOWN_KEYS is one it lists (a misspelt optional key would otherwise
-    be ignored, and a key of a newer SPEC planned without)."""
+    """Every key of every table in KNOWN_KEYS is one it lists, or one of SPEC_4_4_KEYS (a misspelt optional
+    key would otherwise be ignored, and a key of a newer SPEC planned without)."""
     for table, known in KNOWN_KEYS.items():
+        extended = known + SPEC_4_4_KEYS.get(table, ())
         for where, entry in tables_at(config, table):
-            unknown = [key for key in entry if key not in known]
+            unknown = [key for key in entry if key not in extended]
             if unknown:
-                raise InputError(unknown_key(path, where, unknown[0], known))
+                raise InputError(unknown_key(path, where, unknown[0], known, extended))
 
 
-def unknown_key(path: Path, where: str, key: str, known: tuple[str, ...]) -> str:
-    """The message for `key` in the table `where`: the closest known key, if one is close, and all of them."""
-    close = difflib.get_close_matches(key, known, n=1)
+def unknown_key(path: Path, where: str, key: str, known: tuple[str, ...], accepted: tuple[str, ...]) -> str:
+    """The message for `key` in the table `where`: the closest accepted key, if one is close, and the known
+    ones."""
+    close = difflib.get_close_matches(key, accepted, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     name = f"{where}.{key}" if where else key
     return f"{path}: field {shown(name)}: unknown key ({hint}known: {', '.join(known)})"
@@ -508,6 +576,73 @@ def require_int_list(table: dict, key: str, path: Path, where: str, upper: int |
     if len(set(values)) != len(values):
         raise InputError(f"{path}: field '{where}': duplicate value in {values}")
     return tuple(sorted(values))
+
+
+def parse_gpu_types(cluster: dict, path: Path) -> tuple[GpuType, ...]:
+    """`[[cluster.gpu_types]]` (SPEC 4.4), numbered type by type; () when the cluster lists none."""
+    if "gpu_types" not in cluster:
+        return ()
+    given = [key for key in ("gpu_count", "gpu_memory_gb") if key in cluster]
+    if given:
+        raise InputError(f"{path}: field 'cluster.{given[0]}': not given with cluster.gpu_types (each type has "
+                         "its count and memory_gb)")
+    entries = cluster["gpu_types"]
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"{path}: field 'cluster.gpu_types': not a non-empty array of tables [[cluster.gpu_types]]")
+    types, first = [], 0
+    for k, entry in enumerate(entries):
+        where = f"cluster.gpu_types[{k}]"
+        name = require_str(entry, "name", path, f"{where}.name")
+        if name != name.strip() or name in [t.name for t in types]:
+            raise InputError(f"{path}: field '{where}.name': {shown(name)} is listed twice or starts or ends with "
+                             "a space")
+        cost = (require_number(entry, "cost_per_hour", path, f"{where}.cost_per_hour", positive=False)
+                if "cost_per_hour" in entry else None)
+        types.append(GpuType(name, require_int(entry, "count", path, f"{where}.count"),
+                             require_number(entry, "memory_gb", path, f"{where}.memory_gb"), cost, first))
+        first += types[-1].count
+    return tuple(types)
+
+
+def parse_objective(config: dict, path: Path) -> Objective:
+    """`[objective]` (SPEC 4.4): kind "quality" (the default) or "cost" with min_quality in [0, 1]."""
+    table = config.get("objective", {})
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: [objective]: not a table")
+    kind = table.get("kind", "quality")
+    if kind not in OBJECTIVES:
+        raise InputError(f"{path}: field 'objective.kind': {kind!r} is not one of {', '.join(OBJECTIVES)}")
+    if "min_quality" not in table:
+        if kind == "cost":
+            raise InputError(f"{path}: field 'objective.min_quality': missing; kind = \"cost\" needs it")
+        return Objective(kind)
+    value = table["min_quality"]
+    if kind != "cost":
+        raise InputError(f"{path}: field 'objective.min_quality': given with kind = \"{kind}\"; it is read only "
+                         "with kind = \"cost\"")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(f"{path}: field 'objective.min_quality': {value!r} is not a quality in [0, 1]")
+    return Objective(kind, float(value))
+
+
+def check_objective(instance: Instance, path: Path | str) -> None:
+    """The cost objective needs a cost per hour for every GPU type."""
+    if instance.objective.kind != "cost":
+        return
+    if not instance.typed:
+        raise InputError(f"{path}: field 'objective.kind': \"cost\" needs [[cluster.gpu_types]] with "
+                         "cost_per_hour (the cluster lists no GPU types)")
+    for k, gpu_type in enumerate(instance.gpu_types):
+        if gpu_type.cost_per_hour is None:
+            raise InputError(f"{path}: field 'cluster.gpu_types[{k}].cost_per_hour': missing; the cost objective "
+                             f"needs the cost of GPU type {shown(gpu_type.name)}")
+
+
+def with_objective(instance: Instance, objective: Objective) -> Instance:
+    """The instance with another objective (the command line's, or a frontier's point), checked as the file's."""
+    changed = dataclasses.replace(instance, objective=objective)
+    check_objective(changed, instance.folder / "instance.toml")
+    return changed
 
 
 def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
@@ -618,9 +753,11 @@ def check_no_duplicate_rows(keys: pd.DataFrame, what: str, table: CsvTable) -> N
                          f"(first at line {table.line_of(first)})")
 
 
-def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_options, bounded=()) -> dict:
+def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_options, bounded=(),
+                   gpu_types: tuple[GpuType, ...] = ()) -> dict:
     """Curves keyed by (model name, Option), for options inside `setup_options` only; with the percentile
-    columns the file has, which the percentiles in `bounded` must have (SPEC 4.6)."""
+    columns the file has, which the percentiles in `bounded` must have (SPEC 4.6); with GPU types, each
+    row's type is its `gpu_type` cell (the one type's name when there is one type and no such column)."""
     check_columns(table, PROFILE_COLUMNS + tuple(f"{p}_ttft_ms" for p in bounded))
     tails = [p for p in TAIL_PERCENTILES if f"{p}_ttft_ms" in table.header]
     names = table.text("model")
@@ -633,19 +770,42 @@ def parse_profiles(table: CsvTable, models: tuple[Model, ...], tp_options, mps_o
     check_mps_range(mps, table)
     check_positive(rate, "rate_rps", table)
     check_positive(ttft, "mean_ttft_ms", table)
-    tidy = pd.DataFrame({"model": names, "tp": tp.astype(int), "mps_pct": mps.astype(int), "rate": rate, "ttft": ttft})
+    types = profile_gpu_types(table, gpu_types)
+    tidy = pd.DataFrame({"model": names, "gpu_type": types, "tp": tp.astype(int), "mps_pct": mps.astype(int),
+                         "rate": rate, "ttft": ttft})
     for p in tails:
         tidy[p] = numeric_column(table, f"{p}_ttft_ms")
         check_positive(tidy[p].to_numpy(), f"{p}_ttft_ms", table)
-    check_no_duplicate_rows(tidy[["model", "tp", "mps_pct", "rate"]], "profile point (model, tp, mps_pct, rate_rps)",
-                            table)
+    what = "profile point (model, gpu_type, tp, mps_pct, rate_rps)" if gpu_types else \
+        "profile point (model, tp, mps_pct, rate_rps)"
+    check_no_duplicate_rows(tidy[["model", "gpu_type", "tp", "mps_pct", "rate"]], what, table)
     kept = tidy[tidy.tp.isin(tp_options) & tidy.mps_pct.isin(mps_options)]
     curves = {}
-    for (name, tp_k, mps_k), points in kept.groupby(["model", "tp", "mps_pct"], sort=True):
+    for (name, type_k, tp_k, mps_k), points in kept.groupby(["model", "gpu_type", "tp", "mps_pct"], sort=True):
         points = points.sort_values("rate")
-        curves[(name, Option(int(tp_k), int(mps_k)))] = Curve(
+        curves[(name, Option(int(tp_k), int(mps_k), type_k))] = Curve(
             tuple(points.rate), tuple(points.ttft), **{f"{p}_ttfts_ms": tuple(points[p]) for p in tails})
     return curves
+
+
+def profile_gpu_types(table: CsvTable, gpu_types: tuple[GpuType, ...]) -> np.ndarray:
+    """Each profile row's GPU type: "" without GPU types (a `gpu_type` column is then not read); else its
+    `gpu_type` cell, a listed type, which may be left out only when one type is listed."""
+    rows = len(table.frame)
+    if not gpu_types:
+        return np.full(rows, "", dtype=object)
+    known = [t.name for t in gpu_types]
+    if "gpu_type" not in table.header:
+        if len(gpu_types) > 1:
+            raise InputError(f"{table.path}: column 'gpu_type' is missing (instance.toml lists {len(gpu_types)} "
+                             f"GPU types: {listing(known)})")
+        return np.full(rows, known[0], dtype=object)
+    check_columns(table, ("gpu_type",))
+    types = table.text("gpu_type") if rows else np.array([], dtype=object)
+    for row in np.flatnonzero(~np.isin(types, known)):
+        raise InputError(f"{cell(table, row, 'gpu_type')}: unknown GPU type {shown(str(types[row]))} "
+                         f"(instance.toml lists {listing(known)})")
+    return types
 
 
 def check_mps_range(mps: np.ndarray, table: CsvTable) -> None:
@@ -669,7 +829,7 @@ def check_every_model_fits(instance: Instance, path: Path) -> None:
             needs = ", ".join(f"tp{tp}: {model.shard_gb(tp):.1f} GB" for tp in profiled)
             raise InputError(
                 f"{path}: model {shown(model.name)}: fits on no GPU (a shard of each profiled option needs {needs}; "
-                f"GPUs have {instance.gpu_memory_gb:g} GB, and tp can be at most {instance.gpu_count})"
+                f"{gpus_described(instance)})"
             )
 
 
@@ -685,6 +845,11 @@ def check_tail_bounds_leave_an_option(instance: Instance, model: Model, path: Pa
                              f"meets {bound:g} ms (its lowest {p} TTFT, at a first profiled load, is {lowest:g} ms)")
     raise InputError(f"{path}: [workload]: every option of model {shown(model.name)} breaks one of the tail bounds "
                      f"{', '.join(f'slo_{p}_ttft_ms' for p in instance.tail_slo_ms)} at its first profiled load")
+def gpus_described(instance: Instance) -> str:
+    """The GPUs' memory and the largest tp each type allows, for a message."""
+    if not instance.typed:
+        return f"GPUs have {instance.gpu_memory_gb:g} GB, and tp can be at most {instance.gpu_count}"
+    return "; ".join(f"{t.name}: {t.memory_gb:g} GB, tp at most {t.count}" for t in instance.gpu_types)
 
 
 def parse_scores(table: CsvTable, models: tuple[Model, ...]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -735,11 +900,12 @@ def check_limits(instance: Instance, path: Path) -> None:
     """One line per limit of SPEC section 5."""
     widest = max(instance.models, key=lambda model: len(instance.options(model)))
     choices = sum(len(instance.options(model)) for model in instance.models)
-    check_limit(instance.gpu_count, MAX_GPUS, f"{path}: field 'cluster.gpu_count'", "GPUs")
+    gpus = f"{path}: field 'cluster.{'gpu_types' if instance.typed else 'gpu_count'}'"
+    check_limit(instance.gpu_count, MAX_GPUS, gpus, "GPUs")
     check_limit(len(instance.models), MAX_MODELS, f"{path}: [[models]]", "models")
     check_limit(len(instance.options(widest)), MAX_OPTIONS, f"{path}: model {shown(widest.name)}",
                 "setup options with a curve that fit a GPU")
-    check_limit(choices * instance.gpu_count, MAX_PLACEMENTS, f"{path}: field 'cluster.gpu_count'",
+    check_limit(choices * instance.gpu_count, MAX_PLACEMENTS, gpus,
                 f"(option, GPU) pairs ({choices} options of all models x {instance.gpu_count} GPUs)")
     check_limit(instance.prompt_count, MAX_PROMPTS, f"{instance.scores_path}", "prompts")
 
@@ -760,23 +926,24 @@ def load_instance(folder: str | Path) -> Instance:
     cluster = require_table(raw.config, "cluster", path)
     workload = require_table(raw.config, "workload", path)
     options = require_table(raw.config, "setup_options", path)
+    gpu_types = parse_gpu_types(cluster, path)
+    objective = parse_objective(raw.config, path)
     models = parse_models(raw.config, path)
     tp_options = require_int_list(options, "tp", path, "setup_options.tp")
     mps_options = require_int_list(options, "mps_pct", path, "setup_options.mps_pct", upper=100)
     tail_slo_ms = optional_tail_bounds(workload, path)
-    curves = parse_profiles(raw.profiles, models, tp_options, mps_options, tuple(tail_slo_ms))
+    curves = parse_profiles(raw.profiles, models, tp_options, mps_options, tuple(tail_slo_ms), gpu_types)
     check_every_model_has_a_curve(models, curves, raw.profiles.path)
     prompt_ids, scores = parse_scores(raw.scores, models)
     name = require_str(raw.config, "name", path, "name")
     description = raw.config.get("description", "")
-    gpu_type = cluster.get("gpu_type", "")
+    gpu_type = cluster.get("gpu_type", "") or " + ".join(f"{t.count} x {t.name}" for t in gpu_types)
     instance = Instance(
         name=name,
         description=description if isinstance(description, str) else str(description),
         folder=raw.folder,
         scores_path=raw.scores.path,
-        gpu_count=require_int(cluster, "gpu_count", path, "cluster.gpu_count"),
-        gpu_memory_gb=require_number(cluster, "gpu_memory_gb", path, "cluster.gpu_memory_gb"),
+        **cluster_size(cluster, gpu_types, path),
         gpu_type=gpu_type if isinstance(gpu_type, str) else str(gpu_type),
         arrival_rate_rps=require_number(workload, "arrival_rate_rps", path, "workload.arrival_rate_rps"),
         slo_mean_ttft_ms=require_number(workload, "slo_mean_ttft_ms", path, "workload.slo_mean_ttft_ms"),
@@ -788,7 +955,18 @@ def load_instance(folder: str | Path) -> Instance:
         curves=MappingProxyType(curves),
         prompt_ids=prompt_ids,
         scores=scores,
+        gpu_types=gpu_types,
+        objective=objective,
     )
+    check_objective(instance, path)
     check_every_model_fits(instance, path)
     check_limits(instance, path)
     return instance
+
+
+def cluster_size(cluster: dict, gpu_types: tuple[GpuType, ...], path: Path) -> dict:
+    """gpu_count and gpu_memory_gb: as given, or with GPU types their total count and largest memory."""
+    if gpu_types:
+        return {"gpu_count": sum(t.count for t in gpu_types), "gpu_memory_gb": max(t.memory_gb for t in gpu_types)}
+    return {"gpu_count": require_int(cluster, "gpu_count", path, "cluster.gpu_count"),
+            "gpu_memory_gb": require_number(cluster, "gpu_memory_gb", path, "cluster.gpu_memory_gb")}

@@ -16,7 +16,7 @@ from models.problem.instance import Instance, Option
 from models.problem.latency import latency_ms, option_pieces, percentile_ttft_ms
 from models.problem.moves import Changes, Replanning
 from models.problem.published import PublishedRouting, Split, publish_routing
-from models.problem.setup import Placement, Setup
+from models.problem.setup import Placement, Setup, placement_cost
 from models.problem.tolerances import SLO_TOL
 
 STATUSES = ("optimal", "time_limit", "heuristic", "infeasible")
@@ -59,9 +59,11 @@ class Plan:
 
     `models` is a tidy table, one row per model of the instance, with columns
     name, deployed, tp, mps_pct, gpus, share, load_rps, ttft_ms, contribution_ms and utilization
-    (load / r_K), and p95_ttft_ms, p99_ttft_ms for the percentiles the profiles have (SPEC 4.6).
-    `routing` is the published rule (SPEC 4.3): a price per model, the split prompts and the
-    smallest margin.
+    (load / r_K), p95_ttft_ms, p99_ttft_ms for the percentiles the profiles have (SPEC 4.6), and
+    gpu_type when the instance lists GPU types (SPEC 4.4). `routing` is the published rule (SPEC 4.3):
+    a price per model, the split prompts and the smallest margin.
+    `cost_per_hour` is the hourly cost of the GPUs holding a shard when every GPU type has a cost;
+    `min_quality` is set when the plan minimizes that cost subject to Q >= min_quality (SPEC 4.4).
     """
 
     instance: str
@@ -76,6 +78,8 @@ class Plan:
     sensitivity: Mapping[str, float] | None = None  # marginal quality per ms of target, per request/s of load
     tail_slo_ms: Mapping[str, float] = field(default_factory=dict)  # SPEC 4.6: percentile -> bound, ms
     changes: Changes | None = None  # SPEC 4.7: from the current plan, when re-planning
+    cost_per_hour: float | None = None
+    min_quality: float | None = None
 
     @property
     def slo_met(self) -> bool:
@@ -85,7 +89,8 @@ class Plan:
     @property
     def setup(self) -> Setup:
         return tuple(
-            Option(int(row.tp), int(row.mps_pct)) if row.deployed else None for row in self.models.itertuples()
+            Option(int(row.tp), int(row.mps_pct), getattr(row, "gpu_type", "")) if row.deployed else None
+            for row in self.models.itertuples()
         )
 
     @property
@@ -109,12 +114,14 @@ class Plan:
     def to_dict(self) -> dict:
         models = []
         for row, price in zip(self.models.itertuples(), self.prices):
+            typed = {"gpu_type": row.gpu_type if row.deployed else None} if hasattr(row, "gpu_type") else {}
             models.append(
                 {
                     "name": row.name,
                     "deployed": bool(row.deployed),
                     "tp": int(row.tp) if row.deployed else None,
                     "mps_pct": int(row.mps_pct) if row.deployed else None,
+                    **typed,
                     "gpus": [int(g) for g in row.gpus],
                     "share": float(row.share),
                     "load_rps": float(row.load_rps),
@@ -125,10 +132,15 @@ class Plan:
                        for column in self.percentile_columns},
                 }
             )
+        cost = {} if self.cost_per_hour is None else {"cost_per_hour": float(self.cost_per_hour)}
+        objective = {} if self.min_quality is None else {"objective": {"kind": "cost",
+                                                                       "min_quality": float(self.min_quality)}}
         return {
             "instance": self.instance,
             "method": self.method,
+            **objective,
             "quality": float(self.quality),
+            **cost,
             "mean_ttft_ms": finite_or_none(self.mean_ttft_ms),
             "slo_mean_ttft_ms": float(self.slo_ms),
             "slo_met": self.slo_met,
@@ -151,7 +163,7 @@ class Plan:
         bound and gap are about) and the changes."""
         if self.changes is None:
             return {}
-        return {"moves": self.changes.moves, "move_cost": self.changes.move_cost, "objective": self.objective,
+        return {"moves": self.changes.moves, "move_cost": self.changes.move_cost, "objective_value": self.objective,
                 "changes": self.changes.to_dict()}
 
     @property
@@ -214,6 +226,7 @@ def build_plan(
                 "utilization": lam * float(share) / curve.max_rate_rps if deployed else float("nan"),
                 **{f"{p}_ttft_ms": percentile_ttft_ms(curve, p, lam * share) if deployed else float("nan")
                    for p in instance.profiled_percentiles},
+                **({"gpu_type": option.gpu_type if deployed else None} if instance.typed else {}),
             }
         )
     table = pd.DataFrame(rows)
@@ -230,7 +243,14 @@ def build_plan(
         sensitivity=sensitivity,
         tail_slo_ms=dict(instance.tail_slo_ms),
         changes=replanning.changes(instance.model_names, setup, placement) if replanning else None,
+        cost_per_hour=placement_cost(instance, placement) if has_costs(instance) else None,
+        min_quality=instance.objective.min_quality if instance.objective.kind == "cost" else None,
     )
+
+
+def has_costs(instance: Instance) -> bool:
+    """Whether the instance lists GPU types, each with a cost per hour (SPEC 4.4)."""
+    return instance.typed and all(t.cost_per_hour is not None for t in instance.gpu_types)
 
 
 def write_plan(plan: Plan, path: str | Path) -> Path:
@@ -336,12 +356,17 @@ def plan_option(entry: dict, instance: Instance, path: Path) -> Option | None:
     tp, mps, gpus = entry.get("tp"), entry.get("mps_pct"), entry.get("gpus")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (tp, mps)):
         raise PlanError(f"{path}: field '{where}': tp and mps_pct must be integers for a deployed model")
-    option = Option(tp, mps)
+    gpu_type = entry.get("gpu_type", "") if instance.typed else ""
+    if instance.typed and gpu_type not in [t.name for t in instance.gpu_types]:
+        raise PlanError(f"{path}: field '{where}.gpu_type': {gpu_type!r} is not a GPU type of the instance")
+    option = Option(tp, mps, gpu_type)
     if (entry["name"], option) not in instance.curves:
         raise PlanError(f"{path}: field '{where}': {option} has no latency curve for '{entry['name']}' in the instance")
+    allowed = instance.gpu_type_named(gpu_type).gpus
     if (not isinstance(gpus, list) or len(gpus) != tp
-            or not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < instance.gpu_count for g in gpus)):
-        raise PlanError(f"{path}: field '{where}.gpus': {gpus!r} is not {tp} GPU indices below {instance.gpu_count}")
+            or not all(isinstance(g, int) and not isinstance(g, bool) and g in allowed for g in gpus)):
+        raise PlanError(f"{path}: field '{where}.gpus': {gpus!r} is not {tp} GPU indices in "
+                        f"{allowed.start}..{allowed.stop - 1}")
     return option
 
 

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from models.problem.instance import Instance, Model, Option
+from models.problem.instance import GpuType, Instance, Model, Option
 
 Setup = tuple[Option | None, ...]
 Placement = tuple[tuple[int, ...], ...]  # per model, its GPUs (empty when not deployed)
@@ -46,10 +46,20 @@ def compute_pct(setup: Setup) -> int:
 
 
 def fits_cluster_totals(instance: Instance, setup: Setup) -> bool:
-    """Necessary conditions: total compute share and total memory within the cluster."""
-    compute = compute_pct(setup)
-    memory = sum(o.tp * m.shard_gb(o.tp) for m, o in zip(instance.models, setup) if o is not None)
-    return compute <= 100 * instance.gpu_count and memory <= instance.gpu_count * instance.gpu_memory_gb + MEMORY_TOL_GB
+    """Necessary conditions: per GPU type, total compute share and total memory within its GPUs."""
+    return all(fits_type_totals(instance, setup, gpu_type) for gpu_type in instance.types)
+
+
+def fits_type_totals(instance: Instance, setup: Setup, gpu_type: GpuType) -> bool:
+    memory = sum(o.tp * m.shard_gb(o.tp) for m, o in zip(instance.models, setup)
+                 if o is not None and o.gpu_type == gpu_type.name)
+    return (compute_on_type(setup, gpu_type.name) <= 100 * gpu_type.count
+            and memory <= gpu_type.count * gpu_type.memory_gb + MEMORY_TOL_GB)
+
+
+def compute_on_type(setup: Setup, gpu_type: str) -> int:
+    """Total compute share of the setup's options on one GPU type, in percent of one GPU."""
+    return compute_pct(tuple(o for o in setup if o is not None and o.gpu_type == gpu_type))
 
 
 def candidate_setups(instance: Instance) -> Iterator[Setup]:
@@ -97,26 +107,30 @@ def count_within_compute(instance: Instance, low: float, high: float) -> int:
     return sum(count for total, count in ways.items() if total >= low) - int(empty)
 
 
-def placeable_setups(instance: Instance) -> Iterator[tuple[Setup, Placement]]:
-    """Every setup that can be placed, with one placement, in a fixed order."""
+def placeable_setups(instance: Instance, cheapest: bool = False) -> Iterator[tuple[Setup, Placement]]:
+    """Every setup that can be placed, with one placement (`cheapest`: one on the fewest GPUs of each type),
+    in a fixed order."""
     for setup in candidate_setups(instance):
-        placement = find_placement(instance, setup)
+        placement = cheapest_placement(instance, setup) if cheapest else find_placement(instance, setup)
         if placement is not None:
             yield setup, placement
 
 
-def find_placement(instance: Instance, setup: Setup) -> Placement | None:
-    """An exact search for a placement of every deployed model's shards, or None if there is none.
+def find_placement(instance: Instance, setup: Setup, usable: Sequence[int] | None = None) -> Placement | None:
+    """An exact search for a placement of every deployed model's shards on GPUs of its option's type (on the
+    `usable` GPUs only, by default all of them), or None if there is none.
 
-    Models are placed largest first; GPUs with the same free memory and compute
+    Models are placed largest first; GPUs of the same type with the same free memory and compute
     are interchangeable, so only one of each such group is tried per step.
     """
+    gpus = list(range(instance.gpu_count)) if usable is None else list(usable)
+    kinds = [instance.type_of_gpu(g).name for g in gpus]
     order = sorted(
         (k for k, o in enumerate(setup) if o is not None),
         key=lambda k: (-setup[k].tp, -instance.models[k].shard_gb(setup[k].tp), -setup[k].mps_pct, k),
     )
-    free_memory = [instance.gpu_memory_gb] * instance.gpu_count
-    free_compute = [100] * instance.gpu_count
+    free_memory = [instance.type_of_gpu(g).memory_gb for g in gpus]
+    free_compute = [100] * len(gpus)
     chosen: dict[int, tuple[int, ...]] = {}
     failed: set[tuple] = set()
 
@@ -124,18 +138,19 @@ def find_placement(instance: Instance, setup: Setup) -> Placement | None:
         if step == len(order):
             return True
         k = order[step]
-        state = (step, tuple(sorted(zip(free_memory, free_compute))))
+        state = (step, tuple(sorted(zip(kinds, free_memory, free_compute))))
         if state in failed:
             return False
         shard = shard_of(instance.models[k], setup[k])
-        for gpus in distinct_gpu_sets(free_memory, free_compute, shard, setup[k].tp):
-            for g in gpus:
+        fitting = [g for g in range(len(gpus)) if kinds[g] == setup[k].gpu_type]
+        for local in distinct_gpu_sets(free_memory, free_compute, shard, setup[k].tp, fitting):
+            for g in local:
                 free_memory[g] -= shard.memory_gb
                 free_compute[g] -= shard.mps_pct
-            chosen[k] = gpus
+            chosen[k] = tuple(gpus[g] for g in local)
             if place(step + 1):
                 return True
-            for g in gpus:
+            for g in local:
                 free_memory[g] += shard.memory_gb
                 free_compute[g] += shard.mps_pct
         failed.add(state)
@@ -162,12 +177,13 @@ def fits_gpus(instance: Instance, setup: Setup, placement: Placement) -> bool:
 
 
 def distinct_gpu_sets(
-    free_memory: Sequence[float], free_compute: Sequence[int], shard: Shard, tp: int
+    free_memory: Sequence[float], free_compute: Sequence[int], shard: Shard, tp: int, candidates: Sequence[int]
 ) -> Iterator[tuple[int, ...]]:
-    """Sets of `tp` GPUs that can take the shard, one per multiset of GPU states."""
+    """Sets of `tp` GPUs among `candidates` (GPUs of one type) that can take the shard, one per multiset of
+    GPU states."""
     fitting = [
         g
-        for g in range(len(free_memory))
+        for g in candidates
         if free_memory[g] + MEMORY_TOL_GB >= shard.memory_gb and free_compute[g] >= shard.mps_pct
     ]
     seen = set()
@@ -176,6 +192,31 @@ def distinct_gpu_sets(
         if states not in seen:
             seen.add(states)
             yield gpus
+
+
+def cheapest_placement(instance: Instance, setup: Setup) -> Placement | None:
+    """A placement on the fewest GPUs of each type, so of the least cost (SPEC 4.4), or None if there is none.
+
+    Shards of different types never share a GPU, so each type is placed on its own: on its first n GPUs
+    for the smallest n that `find_placement` can use."""
+    gpus: list[tuple[int, ...]] = [() for _ in setup]
+    for gpu_type in instance.types:
+        on_type = tuple(o if o is not None and o.gpu_type == gpu_type.name else None for o in setup)
+        if all(o is None for o in on_type):
+            continue
+        least = max(o.tp for o in on_type if o is not None)
+        found = (find_placement(instance, on_type, gpu_type.gpus[:n]) for n in range(least, gpu_type.count + 1))
+        placement = next((p for p in found if p is not None), None)
+        if placement is None:
+            return None
+        gpus = [mine or theirs for mine, theirs in zip(gpus, placement)]
+    return tuple(gpus)
+
+
+def placement_cost(instance: Instance, placement: Placement) -> float:
+    """Hourly cost of the GPUs that hold at least one shard (SPEC 4.4; a type without a cost counts 0)."""
+    used = {g for gpus in placement for g in gpus}
+    return float(sum(instance.type_of_gpu(g).cost_per_hour or 0.0 for g in used))
 
 
 def describe_setup(instance: Instance, setup: Setup) -> str:
@@ -191,9 +232,9 @@ class TooManyPatterns(ValueError):
     """Listing the GPU patterns would visit more partial contents than PATTERN_NODES_LIMIT."""
 
 
-def maximal_patterns(instance: Instance, choices: Sequence[tuple[Model, Option]]) -> list[tuple[int, ...]]:
+def maximal_patterns(choices: Sequence[tuple[Model, Option]], memory_gb: float) -> list[tuple[int, ...]]:
     """Every maximal GPU content: a set of shards, at most one per model (indices into `choices`), within the
-    GPU's memory and compute share, to which no shard of an absent model can be added.
+    GPU's memory `memory_gb` and compute share, to which no shard of an absent model can be added.
 
     Any GPU's content in a placement is a subset of a maximal one, and dropping shards keeps a GPU
     within its limits: so covering each chosen option's `tp` shards by maximal patterns is exact
@@ -224,5 +265,5 @@ def maximal_patterns(instance: Instance, choices: Sequence[tuple[Model, Option]]
                 extend(group + 1, content + (k,), memory - shards[k].memory_gb, compute - shards[k].mps_pct, skipped)
         extend(group + 1, content, memory, compute, skipped + (group,))
 
-    extend(0, (), instance.gpu_memory_gb, 100, ())
+    extend(0, (), memory_gb, 100, ())
     return [content for content in found if content]

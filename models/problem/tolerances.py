@@ -14,7 +14,9 @@ piecewise-linear latency model, on which the constraints are then checked:
 * a model's share is within its capacity when it is at most its largest share
   plus SHARE_TOL (absolute, in share; 1e-9 of the arrival rate in load), and
   shares add up to 1 within SHARE_TOL;
-* the published routing (SPEC 4.3) gives every model its share within SHARE_TOL.
+* the published routing (SPEC 4.3) gives every model its share within SHARE_TOL;
+* under the cost objective (SPEC 4.4), a plan's quality (from the routing LP) is at least
+  min_quality (1 - QUALITY_TOL).
 
 The plans solve the target and capacities themselves, with no margin below
 them: a target equal to the lowest mean TTFT a setup reaches is feasible.
@@ -33,6 +35,7 @@ HIGHS_MIP_FEASIBILITY = 1e-6  # HiGHS's default primal feasibility tolerance, wh
 LP_FEASIBILITY = 1e-9  # primal and dual feasibility tolerance of the LPs whose solutions become plans
 SLO_TOL = 1e-7  # relative: a plan's mean TTFT is at most tau (1 + SLO_TOL)
 SHARE_TOL = 1e-9  # absolute, in share: capacity, the sum of shares, and the published routing's shares
+QUALITY_TOL = 1e-9  # relative: under the cost objective a plan's quality is at least min_quality (1 - QUALITY_TOL)
 GAP_FLOOR = HIGHS_MIP_FEASIBILITY  # relative: the smallest gap a plan reports, and what "optimal" means at least
 DEFAULT_MIP_GAP = GAP_FLOOR  # relative gap at which exact stops as optimal
 MIP_ABS_GAP = 1e-10
