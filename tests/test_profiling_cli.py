@@ -198,3 +198,22 @@ def test_model_without_stand_in_is_named(toy, capsys):
             "--stand-in", "small=llama-7b", "--quiet"]
     assert main(argv) == 2
     assert "models[1].name': no table model stands in for 'large'" in capsys.readouterr().err
+
+
+def test_a_curve_that_fails_is_one_line_and_the_others_are_written(toy, tmp_path, monkeypatch, capsys):
+    folder, table, trace = toy
+
+    def broken_at_tp2_mps50(job):
+        if (job.tp, job.mps_pct) == (2, 50):
+            raise RuntimeError("broken on purpose")
+        return simulated_rows(job)
+
+    monkeypatch.setitem(METHODS, "simulate", broken_at_tp2_mps50)
+    out = tmp_path / "partial.csv"
+    assert main(args(folder, table, trace, *QUICK, out=out)) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: curve small at tp2/mps50: RuntimeError: broken on purpose",
+                   "error: curve large at tp2/mps50: RuntimeError: broken on purpose",
+                   f"wrote the 4 of 6 curve builds that succeeded to {out}"]
+    options = set(pd.read_csv(out)[["model", "tp", "mps_pct"]].itertuples(index=False, name=None))
+    assert options == {("small", 1, 50), ("small", 1, 100), ("small", 2, 100), ("large", 2, 100)}

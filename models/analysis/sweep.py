@@ -219,13 +219,13 @@ def read_done(path: Path, instance: Instance, scenarios: list[Scenario]) -> dict
     that is no scenario of this grid (a larger grid is fine).
     """
     try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS}, keep_default_na=False,
+                            na_values={column: [""] for column in COLUMNS if column not in TEXT_COLUMNS})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"{path}: cannot be read as a sweep CSV ({err})") from None
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: not a sweep CSV of this version: column {', '.join(missing)} missing")
-    frame[list(TEXT_COLUMNS)] = frame[list(TEXT_COLUMNS)].fillna("").astype(str)
     index_of = {scenario.key: index for index, scenario in enumerate(scenarios)}
     done = {}
     for line, row in enumerate(frame[list(COLUMNS)].to_dict("records"), start=2):
