@@ -244,3 +244,10 @@ def test_ray_not_installed_is_a_usage_error(capsys, monkeypatch):
     assert solve_main(["sweep", str(DATA / "tiny"), "--slo-ms", "45:60:15", "--engine", "ray"]) == 2
     assert capsys.readouterr().err == ("error: argument --engine: ray is not installed (pip install "
                                        "'routerplan[ray]') (see --help)\n")
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once():
+    with pytest.raises(tasks.EngineError, match=r"^cannot reach the Ray cluster at 127.0.0.1:1: "):
+        tasks.check_reachable("127.0.0.1:1")
+    with pytest.raises(tasks.EngineError, match=r"^the Ray address 'ray://head:' is not HOST:PORT$"):
+        tasks.check_reachable("ray://head:")

@@ -119,10 +119,10 @@ def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence
     todo = [index for index in range(len(scenarios)) if index not in done]
     best_model = float(instance.scores.max(axis=1).mean())
     inputs = SweepInputs(instance, SolveOptions(time_limit=time_limit))
+    outcomes = run_tasks(solve_scenario, inputs, [scenarios[i] for i in todo], engine)
     stream = SweepCsv(csv_path, done)
     try:
-        with Progress(len(todo), f"sweep {instance.name}", unit="solve", enabled=progress) as bar, \
-                closing(run_tasks(solve_scenario, inputs, [scenarios[i] for i in todo], engine)) as outcomes:
+        with Progress(len(todo), f"sweep {instance.name}", unit="solve", enabled=progress) as bar, closing(outcomes):
             for position, result in outcomes:
                 index = todo[position]
                 row = table_row(instance, scenarios[index], result, best_model)

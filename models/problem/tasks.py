@@ -20,6 +20,7 @@ when stopping early, so that its tasks are cancelled too.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -27,6 +28,7 @@ from models.problem.interrupts import Interrupted
 
 ENGINES = ("local", "ray")
 WAIT_SECONDS = 0.5  # Ray: the longest wait for results before Python checks Ctrl-C again
+CONNECT_SECONDS = 5.0  # Ray: how long a cluster's address may take to accept a connection
 
 
 class EngineError(Exception):
@@ -64,9 +66,11 @@ def attempt(task: Callable, *args) -> Any:
 
 
 def run_tasks(task: Callable, shared: Any, items: Iterable, engine: Engine = Engine()) -> Iterator[tuple[int, Any]]:
-    """`(position, task(shared, item) or Failure)` for every item, as each finishes (module docstring)."""
+    """`(position, task(shared, item) or Failure)` for every item, as each finishes (module docstring).
+    The Ray engine connects at once (`EngineError` if it cannot); the tasks start on the first `next`."""
     if engine.name == "ray":
-        return run_on_ray(task, shared, list(items), engine.address)
+        connect_ray(engine.address)
+        return run_on_ray(task, shared, list(items))
     return ((position, attempt(task, shared, item)) for position, item in enumerate(items))
 
 
@@ -84,18 +88,31 @@ def connect_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    if address and ":" in address:
+        check_reachable(address)
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, ValueError, RuntimeError) as err:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise EngineError(f"cannot start or join {where}: {failure(err).reason}") from None
 
 
-def run_on_ray(task: Callable, shared: Any, items: list, address: str | None) -> Iterator[tuple[int, Any]]:
-    """One Ray task per item, `shared` put in the object store once; outcomes as the tasks finish."""
+def check_reachable(address: str) -> None:
+    """A TCP connection to `[ray://]HOST:PORT` opens (Ray itself would retry an unreachable one for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except ValueError:
+        raise EngineError(f"the Ray address {address!r} is not HOST:PORT") from None
+    except OSError as err:
+        raise EngineError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
+
+
+def run_on_ray(task: Callable, shared: Any, items: list) -> Iterator[tuple[int, Any]]:
+    """One Ray task per item on the connected Ray, `shared` put in the object store once; outcomes as the
+    tasks finish."""
     import ray
 
-    connect_ray(address)
     remote = ray.remote(task)
     shared_ref = ray.put(shared)
     position_of = {remote.remote(shared_ref, item): position for position, item in enumerate(items)}
