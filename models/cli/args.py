@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from models.problem.tasks import ENGINES, Engine, ray_installed
+
 EXIT_USAGE = 2
 TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
 
@@ -138,8 +140,6 @@ def existing_file(text: str) -> Path:
 
 def add_engine_arguments(parser: argparse.ArgumentParser, tasks: str) -> None:
     """--engine and --ray-address; `tasks` names what one task is (for the help)."""
-    from models.problem.tasks import ENGINES
-
     parser.add_argument("--engine", choices=ENGINES, default="local",
                         help=f"where the {tasks}s run: local, in this process, or ray, one Ray task per {tasks} "
                              "(pip install 'routerplan[ray]'; default: %(default)s)")
@@ -148,10 +148,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, tasks: str) -> None:
                              "(default: start a local Ray on this machine)")
 
 
-def chosen_engine(args: argparse.Namespace, parser: argparse.ArgumentParser):
+def chosen_engine(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Engine:
     """The engine of --engine and --ray-address; a usage error if Ray is asked for and not installed."""
-    from models.problem.tasks import Engine, ray_installed
-
     if args.ray_address and args.engine != "ray":
         parser.error("--ray-address needs --engine ray")
     if args.engine == "ray" and not ray_installed():

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from models.cli.args import (EXIT_USAGE, OneLineParser, add_engine_arguments, chosen_engine, non_negative_int,
                              positive_float, positive_int, program)
-from models.problem.tasks import EngineError
 from models.problem.instance import InputError
+from models.problem.tasks import EngineError
 from models.profiling.calibration import DEFAULT
 from models.profiling.deployments import deployments, read_target
 from models.profiling.overheads import read_cpu_overheads
