@@ -12,6 +12,7 @@ from conftest import DATA
 from models.methods.exact import solve_exact
 from models.methods.registry import METHODS as REGISTRY
 from models.analysis.sweep import COLUMNS, SweepCsv, frontier, run_sweep, write_sweep
+from models.cli import args as cli_args
 from models.cli.args import parse_targets
 from models.cli.main import main as solve_main
 from models.problem import tasks
@@ -240,7 +241,7 @@ def test_sweep_usage_errors_are_one_line(capsys, extra, message):
 
 
 def test_ray_not_installed_is_a_usage_error(capsys, monkeypatch):
-    monkeypatch.setattr(tasks, "ray_installed", lambda: False)
+    monkeypatch.setattr(cli_args, "ray_installed", lambda: False)
     assert solve_main(["sweep", str(DATA / "tiny"), "--slo-ms", "45:60:15", "--engine", "ray"]) == 2
     assert capsys.readouterr().err == ("error: argument --engine: ray is not installed (pip install "
                                        "'routerplan[ray]') (see --help)\n")
