@@ -149,16 +149,20 @@ def progress_meter(total: int, enabled: bool):
 
 
 class PlainProgress:
-    """Lines 'YYYY-MM-DD HH:MM:SS latency curves: k/n' on stderr, at most one per PROGRESS_EVERY_S and the last."""
+    """Lines 'YYYY-MM-DD HH:MM:SS latency curves: k/n, about S s left' on stderr (the time left at the mean pace
+    so far; the last line without it), at most one per PROGRESS_EVERY_S and the last."""
 
     def __init__(self, total: int):
         self.total, self.done, self.last_line = total, 0, -np.inf
+        self.started = time.monotonic()
 
     def update(self) -> None:
         self.done += 1
         now = time.monotonic()
         if self.done == self.total or now - self.last_line >= PROGRESS_EVERY_S:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} latency curves: {self.done}/{self.total}",
+            left = "" if self.done == self.total else \
+                f", about {(now - self.started) / self.done * (self.total - self.done):.0f} s left"
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} latency curves: {self.done}/{self.total}{left}",
                   file=sys.stderr, flush=True)
             self.last_line = now
 
