@@ -132,8 +132,8 @@ def test_progress_lines_when_stderr_is_not_a_terminal(toy, tmp_path, capsys):
     argv = [a for a in args(folder, table, trace, *QUICK, out=tmp_path / "p.csv") if a != "--quiet"]
     assert main(argv) == 0
     lines = capsys.readouterr().err.splitlines()
-    assert lines and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d latency curves: \d/6", line)
-                         for line in lines)
+    line_format = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d latency curves: \d/6(, about \d+ s left)?"
+    assert lines and all(re.fullmatch(line_format, line) for line in lines)
     assert lines[-1].endswith("6/6")
 
 
@@ -198,3 +198,22 @@ def test_model_without_stand_in_is_named(toy, capsys):
             "--stand-in", "small=llama-7b", "--quiet"]
     assert main(argv) == 2
     assert "models[1].name': no table model stands in for 'large'" in capsys.readouterr().err
+
+
+def test_a_curve_that_fails_is_one_line_and_the_others_are_written(toy, tmp_path, monkeypatch, capsys):
+    folder, table, trace = toy
+
+    def broken_at_tp2_mps50(job):
+        if (job.tp, job.mps_pct) == (2, 50):
+            raise RuntimeError("broken on purpose")
+        return simulated_rows(job)
+
+    monkeypatch.setitem(METHODS, "simulate", broken_at_tp2_mps50)
+    out = tmp_path / "partial.csv"
+    assert main(args(folder, table, trace, *QUICK, out=out)) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: curve small at tp2/mps50: RuntimeError: broken on purpose",
+                   "error: curve large at tp2/mps50: RuntimeError: broken on purpose",
+                   f"wrote the 4 of 6 curve builds that succeeded to {out}"]
+    options = set(pd.read_csv(out)[["model", "tp", "mps_pct"]].itertuples(index=False, name=None))
+    assert options == {("small", 1, 50), ("small", 1, 100), ("small", 2, 100), ("large", 2, 100)}

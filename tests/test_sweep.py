@@ -1,4 +1,5 @@
-"""The target sweep: its parser, its table on data/tiny, and its files."""
+"""The scenario sweep on data/tiny, in process: its parsers, its table, its files, streaming, Ctrl-C and resume
+(the Ray engine: tests/test_sweep_engines.py)."""
 
 import argparse
 import dataclasses
@@ -7,10 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import DATA
 from models.methods.exact import solve_exact
 from models.methods.registry import METHODS as REGISTRY
-from models.analysis.sweep import COLUMNS, frontier, run_sweep, write_sweep
+from models.analysis.sweep import COLUMNS, SweepCsv, frontier, run_sweep, write_sweep
+from models.cli import args as cli_args
 from models.cli.args import parse_targets
+from models.cli.main import main as solve_main
+from models.problem import tasks
+from models.problem.instance import InputError
 from test_plots import assert_valid_png
 
 # Targets on tiny (data/tiny/README.md): no setup goes below 18 ms, so 10 ms has no plan; the
@@ -118,3 +124,131 @@ def test_write_sweep_writes_the_table_and_the_frontier(table, tmp_path):
     assert len(read) == len(table)
     assert np.allclose(read.quality, table.quality, equal_nan=True)
     assert_valid_png(png_path)
+
+
+# ---------------------------------------------------------------- the scenario grid, streaming and resume
+
+def test_the_grid_nests_load_headroom_target_method(tiny):
+    table = run_sweep(tiny, (45.0, 60.0), ("exact",), progress=False, load_scales=(1.0, 1.2), headrooms=(0.0, 0.1))
+    assert list(zip(table.load_scale, table.headroom, table.target_ms)) == [
+        (1.0, 0.0, 45.0), (1.0, 0.0, 60.0), (1.0, 0.1, 45.0), (1.0, 0.1, 60.0),
+        (1.2, 0.0, 45.0), (1.2, 0.0, 60.0), (1.2, 0.1, 45.0), (1.2, 0.1, 60.0)]
+    assert list(table.arrival_rate_rps) == [tiny.arrival_rate_rps * scale for scale in table.load_scale]
+    at_instance = table[(table.load_scale == 1.0) & (table.headroom == 0.0)]
+    assert at_instance.quality.tolist() == run_sweep(tiny, (45.0, 60.0), ("exact",), progress=False).quality.tolist()
+    # more load at the same target never helps
+    assert (table[table.load_scale == 1.2].quality.to_numpy() <= table[table.load_scale == 1.0].quality.to_numpy()
+            + 1e-9).all()
+
+
+def counting_methods(monkeypatch, calls: list, stop_at: int | None = None):
+    """Every swept method counts its solves in `calls`; the solve numbered `stop_at` (0-based) is a Ctrl-C."""
+    for name in SWEPT:
+        def counted(instance, options, solve=REGISTRY[name]):
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            calls.append(instance.slo_mean_ttft_ms)
+            return solve(instance, options)
+        monkeypatch.setitem(REGISTRY, name, counted)
+
+
+def test_resume_after_ctrl_c_solves_only_the_scenarios_left(tiny, tmp_path, monkeypatch, table):
+    csv_path = tmp_path / "tiny-sweep.csv"
+    calls = []
+    counting_methods(monkeypatch, calls, stop_at=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny, TARGETS, SWEPT, progress=False, csv_path=csv_path)
+    assert len(pd.read_csv(csv_path)) == 5  # the finished rows are kept
+    monkeypatch.undo()
+    calls.clear()
+    counting_methods(monkeypatch, calls)
+    resumed = run_sweep(tiny, TARGETS, SWEPT, progress=False, csv_path=csv_path, resume=csv_path)
+    assert len(calls) == len(TARGETS) * len(SWEPT) - 5
+    assert resumed.drop(columns="seconds").equals(table.drop(columns="seconds"))
+    written = pd.read_csv(csv_path, keep_default_na=False, na_values={"quality": [""], "mean_ttft_ms": [""]})
+    assert written.drop(columns="seconds").to_csv() == table.drop(columns="seconds").to_csv()
+    calls.clear()
+    run_sweep(tiny, TARGETS, SWEPT, progress=False, resume=csv_path)
+    assert calls == []  # nothing left to solve
+
+
+def test_error_rows_are_solved_again_on_resume(tiny, tmp_path, monkeypatch):
+    csv_path = tmp_path / "tiny-sweep.csv"
+    def broken(instance, options):
+        raise RuntimeError("exact: broken on purpose")
+    monkeypatch.setitem(REGISTRY, "exact", broken)
+    run_sweep(tiny, (60.0,), ("exact", "equal-split"), progress=False, csv_path=csv_path)
+    monkeypatch.undo()
+    calls = []
+    counting_methods(monkeypatch, calls)
+    resumed = run_sweep(tiny, (60.0,), ("exact", "equal-split"), progress=False, resume=csv_path)
+    assert len(calls) == 1 and set(resumed.status) == {"optimal", "heuristic"}
+
+
+def test_rows_stream_into_the_csv_in_scenario_order(tiny, tmp_path):
+    csv_path = tmp_path / "stream.csv"
+    stream = SweepCsv(csv_path, {})
+    rows = run_sweep(tiny, (45.0, 60.0), ("exact",), progress=False).to_dict("records")
+    stream.add(1, rows[1])
+    assert len(pd.read_csv(csv_path)) == 0  # scenario 0 is not done: row 1 waits
+    stream.add(0, rows[0])
+    assert pd.read_csv(csv_path).target_ms.tolist() == [45.0, 60.0]
+
+
+@pytest.mark.parametrize("edit_csv, message", [
+    (lambda t: t.assign(instance="other"), "line 2: instance 'other', not 'tiny'"),
+    (lambda t: t.assign(target_ms=t.target_ms + 1), "line 2: not a scenario of this sweep's grid (target 46.0 ms"),
+    (lambda t: t.drop(columns="headroom"), "not a sweep CSV of this version: column headroom missing"),
+])
+def test_a_csv_that_does_not_fit_is_refused_before_solving(tiny, tmp_path, monkeypatch, edit_csv, message):
+    csv_path = tmp_path / "old.csv"
+    edit_csv(run_sweep(tiny, (45.0,), ("exact",), progress=False)).to_csv(csv_path, index=False)
+    monkeypatch.setitem(REGISTRY, "exact", lambda instance, options: pytest.fail("solved before refusing"))
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        run_sweep(tiny, (45.0, 60.0), ("exact",), progress=False, resume=csv_path)
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_sweep_command_ctrl_c_names_the_csv_to_resume(tmp_path, monkeypatch, capsys):
+    calls = []
+    counting_methods(monkeypatch, calls, stop_at=1)
+    argv = [str(DATA / "tiny"), "--slo-ms", "45:60:15", "--methods", "exact", "--plot", str(tmp_path), "--quiet"]
+    assert solve_main(["sweep", *argv]) == 130
+    csv_path = tmp_path / "tiny-sweep.csv"
+    assert capsys.readouterr().err == (f"interrupted: the finished scenarios are in {csv_path}; "
+                                       f"--resume {csv_path} solves the rest\n")
+    monkeypatch.undo()
+    calls.clear()
+    counting_methods(monkeypatch, calls)
+    assert solve_main(["sweep", *argv] + ["--resume", str(csv_path)]) == 0
+    assert calls == [60.0] and len(pd.read_csv(csv_path)) == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--load-scale", "1:0.5:0.1"], "argument --load-scale: '1:0.5:0.1': need 0 < a <= b and step > 0"),
+    (["--load-scale", "x"], "argument --load-scale: 'x' is not a:b:step"),
+    (["--headroom", "0,1"], "argument --headroom: '1' is not a fraction in [0, 1)"),
+    (["--headroom", "0.1,0.1"], "argument --headroom: '0.1,0.1': a headroom is given twice"),
+    (["--engine", "spark"], "argument --engine: invalid choice: 'spark'"),
+    (["--ray-address", "auto"], "--ray-address needs --engine ray"),
+    (["--resume", "missing.csv"], "argument --resume: missing.csv: no such file"),
+])
+def test_sweep_usage_errors_are_one_line(capsys, extra, message):
+    assert solve_main(["sweep", str(DATA / "tiny"), "--slo-ms", "45:60:15", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_ray_not_installed_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setattr(cli_args, "ray_installed", lambda: False)
+    assert solve_main(["sweep", str(DATA / "tiny"), "--slo-ms", "45:60:15", "--engine", "ray"]) == 2
+    assert capsys.readouterr().err == ("error: argument --engine: ray is not installed (pip install "
+                                       "'routerplan[ray]') (see --help)\n")
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once():
+    with pytest.raises(tasks.EngineError, match=r"^cannot reach the Ray cluster at 127.0.0.1:1: "):
+        tasks.check_reachable("127.0.0.1:1")
+    with pytest.raises(tasks.EngineError, match=r"^the Ray address 'ray://head:' is not HOST:PORT$"):
+        tasks.check_reachable("ray://head:")

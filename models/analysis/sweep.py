@@ -1,28 +1,45 @@
-"""The quality-vs-target frontier: solve one instance at a range of mean-TTFT targets with several methods.
+"""Scenario planning: solve one instance over a grid of mean-TTFT targets, loads and headrooms, with several
+methods, in this process or on Ray.
 
-At each target tau the instance is solved as given except for `slo_mean_ttft_ms = tau`.
-The result is a tidy table, one row per (target, method):
+A scenario is one solve of one method: the instance as given except for
+`slo_mean_ttft_ms = tau`, its arrival rate times a load scale, and a headroom
+(SPEC 4.1). The grid is every (load scale, headroom, target, method), in that
+nesting order; a scenario's index is its place in the grid. The result is a
+tidy table, one row per scenario, in scenario order:
 
     instance            the instance's name
     target_ms           the mean-TTFT target tau of this row (ms)
     method              `exact`, `heuristic` or a baseline of `models/methods/baselines.py`
     status              the plan's solver status (SPEC section 3); with no plan: `infeasible`, `time_limit`,
-                        `rejected` (by the independent evaluator) or `error` (a solver's internal error)
+                        `rejected` (by the independent evaluator) or `error` (a solver's internal error, or a
+                        task that failed)
     quality             the plan's mean predicted quality Q; empty when there is no plan
     mean_ttft_ms        the plan's predicted mean TTFT (ms); empty when there is no plan
-    seconds             wall-clock time of the solve (s)
+    seconds             wall-clock time of the solve (s); empty for a task that failed
     setup               each model's option (`-` when not deployed); empty when there is no plan
     reason              why there is no plan, when there is none
     quality_best_model  Q with every prompt sent to its best model, latency ignored: no plan at any target beats it
+    load_scale          the factor the instance's arrival rate is multiplied by in this row
+    arrival_rate_rps    the arrival rate of this row (requests/s)
+    headroom            the headroom of this row (SPEC 4.1)
 
-`write_sweep` writes the table as CSV and the frontier as PNG (`models/output/plots.py`).
+With a CSV path, rows stream into the file as they finish (`SweepCsv`): the
+file only ever grows in scenario order, whatever order the tasks finish in, and
+an interrupted sweep keeps every finished row. `resume` reads such a file and
+solves only the scenarios it lacks, and those whose row is an `error` (a lost
+worker, say).
+
+`write_sweep` writes the table as CSV and, per (load scale, headroom), the
+frontier as PNG (`models/output/plots.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from contextlib import closing
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,38 +48,103 @@ from models.analysis.compare import Outcome, run
 from models.methods.registry import SOLVING_METHODS, SolveOptions
 from models.output.plots import plot_frontier, save
 from models.output.report import fmt
-from models.problem.files import slug, write_text
-from models.problem.instance import Instance
+from models.problem.files import OutputError, slug, write_text
+from models.problem.instance import Instance, InputError
 from models.problem.progress import Progress
 from models.problem.setup import describe_setup
+from models.problem.tasks import Engine, Failure, run_tasks
 
 COLUMNS = ("instance", "target_ms", "method", "status", "quality", "mean_ttft_ms", "seconds", "setup", "reason",
-           "quality_best_model")
+           "quality_best_model", "load_scale", "arrival_rate_rps", "headroom")
+TEXT_COLUMNS = ("instance", "method", "status", "setup", "reason")
+KEY_DIGITS = 9  # grid values are compared rounded to this many decimals, as the command line rounds them
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One solve: the target, load scale and headroom the instance is solved at, and the method."""
+
+    target_ms: float
+    load_scale: float
+    headroom: float
+    method: str
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the scenario in a CSV row."""
+        return (round(self.target_ms, KEY_DIGITS), round(self.load_scale, KEY_DIGITS),
+                round(self.headroom, KEY_DIGITS), self.method)
+
+    def applied_to(self, instance: Instance) -> Instance:
+        return dataclasses.replace(instance, slo_mean_ttft_ms=self.target_ms, headroom=self.headroom,
+                                   arrival_rate_rps=instance.arrival_rate_rps * self.load_scale)
+
+    def label(self) -> str:
+        return f"{self.target_ms:g} ms, load x{self.load_scale:g}, headroom {self.headroom:g}, {self.method}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepInputs:
+    """What every scenario's task reads: the instance (shipped once to Ray's object store) and the options."""
+
+    instance: Instance
+    options: SolveOptions
+
+
+def scenario_grid(targets_ms: Sequence[float], methods: Sequence[str], load_scales: Sequence[float],
+                  headrooms: Sequence[float]) -> list[Scenario]:
+    """Every (load scale, headroom, target, method), in that nesting order."""
+    return [Scenario(float(target), float(scale), float(headroom), method)
+            for scale, headroom, target, method in itertools.product(load_scales, headrooms, targets_ms, methods)]
 
 
 def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence[str] = SOLVING_METHODS,
-              time_limit: float | None = None, progress: bool = True) -> pd.DataFrame:
-    """Solve the instance at every target with every method; the table of the module docstring.
+              time_limit: float | None = None, progress: bool = True, *, load_scales: Sequence[float] = (1.0,),
+              headrooms: Sequence[float] | None = None, engine: Engine = Engine(), csv_path: Path | None = None,
+              resume: Path | None = None) -> pd.DataFrame:
+    """Solve every scenario of the grid; the table of the module docstring.
 
-    Every plan goes through the independent evaluator at its target (`models.compare.run`); a
-    method with no plan at a target gives a row with empty quality and the reason. Progress goes
-    to stderr.
+    Every plan goes through the independent evaluator at its scenario (`models.analysis.compare.run`); a
+    method with no plan gives a row with empty quality and the reason, and a task that fails gives an
+    `error` row. `headrooms` None: the instance's own. Rows stream into `csv_path` (if given); Ctrl-C
+    stops the run with the finished rows kept there. `resume`: an earlier run's CSV whose scenarios are
+    not solved again (`read_done`). Progress (done/total, time left) goes to stderr.
     """
     unknown = [name for name in methods if name not in SOLVING_METHODS]
     if unknown:
         raise ValueError(f"sweep methods: unknown {', '.join(unknown)} (known: {', '.join(SOLVING_METHODS)})")
+    scenarios = scenario_grid(targets_ms, methods, load_scales,
+                              (instance.headroom,) if headrooms is None else headrooms)
+    done = read_done(resume, instance, scenarios) if resume else {}
+    todo = [index for index in range(len(scenarios)) if index not in done]
     best_model = float(instance.scores.max(axis=1).mean())
-    options = SolveOptions(time_limit=time_limit)
-    rows = []
-    runs = [(target, name) for target in targets_ms for name in methods]
-    with Progress(len(runs), f"sweep {instance.name}", unit="solve", enabled=progress) as bar:
-        for target, name in runs:
-            at_target = dataclasses.replace(instance, slo_mean_ttft_ms=float(target))
-            row = sweep_row(at_target, run(at_target, name, options))
-            rows.append({"instance": instance.name, "target_ms": float(target), "method": name, **row,
-                         "quality_best_model": best_model})
-            bar.update(note=f"{target:g} ms {name}: {row['status']}")
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    inputs = SweepInputs(instance, SolveOptions(time_limit=time_limit))
+    outcomes = run_tasks(solve_scenario, inputs, [scenarios[i] for i in todo], engine)
+    stream = SweepCsv(csv_path, done)
+    try:
+        with Progress(len(todo), f"sweep {instance.name}", unit="solve", enabled=progress) as bar, closing(outcomes):
+            for position, result in outcomes:
+                index = todo[position]
+                row = table_row(instance, scenarios[index], result, best_model)
+                stream.add(index, row)
+                bar.update(note=f"{scenarios[index].label()}: {row['status']}")
+    finally:
+        stream.close()
+    return stream.table()
+
+
+def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict:
+    """The task of one scenario (on any engine): its status, quality, mean TTFT, seconds, setup and reason."""
+    at_scenario = scenario.applied_to(inputs.instance)
+    return sweep_row(at_scenario, run(at_scenario, scenario.method, inputs.options))
+
+
+def table_row(instance: Instance, scenario: Scenario, result: dict | Failure, best_model: float) -> dict:
+    """The scenario's row of the table, from its task's result or failure."""
+    solved = no_plan("error", result.reason, np.nan) if isinstance(result, Failure) else result
+    return {"instance": instance.name, "target_ms": scenario.target_ms, "method": scenario.method, **solved,
+            "quality_best_model": best_model, "load_scale": scenario.load_scale,
+            "arrival_rate_rps": instance.arrival_rate_rps * scenario.load_scale, "headroom": scenario.headroom}
 
 
 NO_PLAN_STATUS = {"infeasible": "infeasible", "no plan in time": "time_limit", "error": "error"}
@@ -86,23 +168,130 @@ def no_plan(status: str, reason: str, seconds: float) -> dict:
             "reason": reason}
 
 
+class SweepCsv:
+    """The sweep's CSV while it runs.
+
+    It starts with the header and the resumed rows; a new row is appended once every scenario before
+    it has its row, so the file grows in scenario order whatever order the tasks finish in. `close`
+    rewrites it with every row so far in scenario order (the finished rows of an interrupted sweep
+    included). Without a path the rows are only kept in memory.
+    """
+
+    def __init__(self, path: Path | None, resumed: dict[int, dict]):
+        self.path, self.rows, self.resumed = path, dict(resumed), set(resumed)
+        self.next = 0  # the first scenario not yet in the file
+        self.write_all()
+        self.append_prefix()
+
+    def add(self, index: int, row: dict) -> None:
+        self.rows[index] = row
+        self.append_prefix()
+
+    def append_prefix(self) -> None:
+        """Append the new rows of the scenarios from `next` on that have rows, up to the first that has none."""
+        new = []
+        while self.next in self.rows:
+            if self.next not in self.resumed:
+                new.append(self.rows[self.next])
+            self.next += 1
+        if new and self.path is not None:
+            try:
+                with self.path.open("a") as handle:
+                    pd.DataFrame(new, columns=list(COLUMNS)).to_csv(handle, header=False, index=False)
+            except OSError as err:
+                raise OutputError(f"{self.path}: {err.strerror or err}") from None
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([self.rows[index] for index in sorted(self.rows)], columns=list(COLUMNS))
+
+    def write_all(self) -> None:
+        if self.path is not None:
+            write_text(self.path, self.table().to_csv(index=False))
+
+    def close(self) -> None:
+        self.write_all()
+
+
+def read_done(path: Path, instance: Instance, scenarios: list[Scenario]) -> dict[int, dict]:
+    """The rows of an earlier sweep's CSV by scenario index, but for `error` rows (solved again).
+
+    `InputError` naming the file (and line) if it is not a sweep CSV of this instance, or has a row
+    that is no scenario of this grid (a larger grid is fine).
+    """
+    try:
+        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS}, keep_default_na=False,
+                            na_values={column: [""] for column in COLUMNS if column not in TEXT_COLUMNS})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(f"{path}: cannot be read as a sweep CSV ({err})") from None
+    missing = [column for column in COLUMNS if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: not a sweep CSV of this version: column {', '.join(missing)} missing")
+    index_of = {scenario.key: index for index, scenario in enumerate(scenarios)}
+    done = {}
+    for line, row in enumerate(frame[list(COLUMNS)].to_dict("records"), start=2):
+        if row["instance"] != instance.name:
+            raise InputError(f"{path}: line {line}: instance '{row['instance']}', not '{instance.name}'")
+        index = index_of.get(row_key(row, path, line))
+        if index is None:
+            raise InputError(f"{path}: line {line}: not a scenario of this sweep's grid (target "
+                             f"{row['target_ms']} ms, load x{row['load_scale']}, headroom {row['headroom']}, "
+                             f"{row['method']})")
+        if row["status"] != "error":
+            done[index] = row
+    return done
+
+
+def row_key(row: dict, path: Path, line: int) -> tuple:
+    """A CSV row's scenario key (Scenario.key)."""
+    try:
+        return Scenario(float(row["target_ms"]), float(row["load_scale"]), float(row["headroom"]),
+                        row["method"]).key
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: line {line}: target_ms, load_scale and headroom must be numbers") from None
+
+
+def conditions(table: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Per (load scale, headroom) in the table's order: its label and its rows."""
+    for (scale, headroom), rows in table.groupby(["load_scale", "headroom"], sort=False):
+        yield f"load x{scale:g} ({rows.arrival_rate_rps.iloc[0]:g} requests/s), headroom {headroom:g}", rows
+
+
 def frontier(table: pd.DataFrame) -> pd.DataFrame:
-    """Quality by target (rows) and method (columns, in the sweep's order); NaN where there is no plan."""
+    """Quality by target (rows) and method (columns, in the sweep's order) at one (load scale, headroom);
+    NaN where there is no plan."""
     methods = list(dict.fromkeys(table.method))
     return table.pivot(index="target_ms", columns="method", values="quality")[methods]
 
 
 def format_frontier(table: pd.DataFrame) -> str:
-    """The frontier for people: '-' where a method has no plan."""
+    """The frontier for people, one per (load scale, headroom) under its label when there are several: '-'
+    where a method has no plan."""
+    sections = list(conditions(table))
+    if len(sections) == 1:
+        return frontier_text(table)
+    return "\n\n".join(f"{label}:\n{frontier_text(rows)}" for label, rows in sections)
+
+
+def frontier_text(table: pd.DataFrame) -> str:
     return frontier(table).map(lambda quality: fmt(quality, ".6f")).to_string()
 
 
+def sweep_csv_path(folder: str | Path, instance_name: str) -> Path:
+    """`<instance>-sweep.csv` in `folder`, the instance's name made safe for a file name."""
+    return Path(folder) / f"{slug(instance_name)}-sweep.csv"
+
+
 def write_sweep(table: pd.DataFrame, folder: str | Path) -> list[Path]:
-    """`<instance>-sweep.csv` and `<instance>-frontier.png` in `folder` (created if needed; the instance's
-    name made safe for a file name)."""
+    """`<instance>-sweep.csv` and the frontier in `folder` (created if needed): `<instance>-frontier.png`, or
+    with several (load scale, headroom), `<instance>-frontier-load<scale>-headroom<headroom>.png` for each."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = slug(table.instance.iloc[0])
-    csv_path = write_text(folder / f"{name}-sweep.csv", table.to_csv(index=False))
-    png_path = save(plot_frontier(table, frontier(table)), folder / f"{name}-frontier.png")
-    return [csv_path, png_path]
+    paths = [write_text(sweep_csv_path(folder, table.instance.iloc[0]), table.to_csv(index=False))]
+    sections = list(conditions(table))
+    for label, rows in sections:
+        suffix = "" if len(sections) == 1 else \
+            f"-load{rows.load_scale.iloc[0]:g}-headroom{rows.headroom.iloc[0]:g}"
+        figure = plot_frontier(rows, frontier(rows), condition="" if len(sections) == 1 else label)
+        paths.append(save(figure, folder / f"{name}-frontier{suffix}.png"))
+    return paths

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from models.problem.tasks import ENGINES, Engine, ray_installed
+
 EXIT_USAGE = 2
 TARGET_DIGITS = 9  # targets a + k * step are rounded to this many decimals, so 0.1 steps print as typed
 
@@ -110,13 +112,23 @@ def check_writable_dir(path: Path) -> None:
 
 def parse_targets(text: str) -> tuple[float, ...]:
     """`a:b:step` (ms) as the targets a, a + step, ..., up to b inclusive; for argparse's `type=`."""
+    return parse_range(text, "in ms", "100:500:50")
+
+
+def parse_load_scales(text: str) -> tuple[float, ...]:
+    """`a:b:step` as the arrival-rate factors a, a + step, ..., up to b inclusive; for argparse's `type=`."""
+    return parse_range(text, "factors of the arrival rate", "0.5:1.5:0.25")
+
+
+def parse_range(text: str, unit: str, example: str) -> tuple[float, ...]:
+    """`a:b:step` as a, a + step, ..., up to b inclusive (0 < a <= b, step > 0), rounded to TARGET_DIGITS."""
     parts = text.split(":")
     try:
         start, stop, step = (float(part) for part in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three numbers in ms, e.g. 100:500:50)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a:b:step (three numbers {unit}, e.g. {example})") from None
     if not all(math.isfinite(v) for v in (start, stop, step)) or not 0 < start <= stop or not step > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < a <= b and step > 0 (a:b:step in ms)")
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < a <= b and step > 0 (a:b:step {unit})")
     return steps(start, stop, step)
 
 
@@ -135,3 +147,37 @@ def steps(start: float, stop: float, step: float) -> tuple[float, ...]:
     """start, start + step, ..., up to stop inclusive (to rounding), each rounded to TARGET_DIGITS decimals."""
     count = math.floor((stop - start) / step * (1 + 1e-12)) + 1
     return tuple(round(start + k * step, TARGET_DIGITS) for k in range(count))
+
+
+def headroom_list(text: str) -> tuple[float, ...]:
+    """Comma-separated fractions in [0, 1) (SPEC 4.1), each once."""
+    values = tuple(headroom_fraction(part.strip()) for part in text.split(","))
+    if len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: a headroom is given twice")
+    return values
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    return path
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, tasks: str) -> None:
+    """--engine and --ray-address; `tasks` names what one task is (for the help)."""
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help=f"where the {tasks}s run: local, in this process, or ray, one Ray task per {tasks} "
+                             "(pip install 'routerplan[ray]'; default: %(default)s)")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="--engine ray: join the Ray cluster at ADDRESS, e.g. auto or HOST:6379 "
+                             "(default: start a local Ray on this machine)")
+
+
+def chosen_engine(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Engine:
+    """The engine of --engine and --ray-address; a usage error if Ray is asked for and not installed."""
+    if args.ray_address and args.engine != "ray":
+        parser.error("--ray-address needs --engine ray")
+    if args.engine == "ray" and not ray_installed():
+        parser.error("argument --engine: ray is not installed (pip install 'routerplan[ray]')")
+    return Engine(args.engine, args.ray_address)

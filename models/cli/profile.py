@@ -3,7 +3,8 @@
     solve.py profile INSTANCE_DIR --table llama.json --trace AzureLLMInferenceTrace_conv.csv --out PROFILES.csv
             [--force] [--method simulate|analytic] [--overheads cpu_overheads.csv] [--overhead-scale K]
             [--request-delay-ms D] [--prompt-mean 256] [--output-mean 32] [--seed 0]
-            [--stand-in NAME=TABLE_MODEL ...] [--max-requests 40000] [--workers 2] [--quiet]
+            [--stand-in NAME=TABLE_MODEL ...] [--max-requests 40000] [--workers 2]
+            [--engine local|ray] [--ray-address ADDRESS] [--quiet]
             [--gpu A100-80GB|H100-80GB] [--gpu-ratios perf_model.csv]
 
 Builds a curve for every model, tp and MPS share of the instance's
@@ -14,8 +15,11 @@ reaches alone at the instance's arrival rate. With --gpu, the curves are those
 of that GPU type: the table's A100 step times scaled by the H100/A100 ratios
 Splitwise measured (models/profiling/gpus.py), every row with a gpu_type
 column (SPEC 4.4). Models with the same stand-in, option and KV-cache size
-share one simulation. Exit status: 0 done; 2 bad input or usage (one line on
-stderr naming the file and field).
+share one simulation. The curves are the same, byte for byte, with either
+engine and any number of workers. A curve that fails is one line on stderr;
+the others are built and written all the same. Exit status: 0 done; 2 bad
+input or usage (one line on stderr naming the file and field), or a curve
+failed (one line each).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import os
 import sys
 from pathlib import Path
 
-from models.cli.args import EXIT_USAGE, OneLineParser, non_negative_int, positive_float, positive_int, program
+from models.cli.args import (EXIT_USAGE, OneLineParser, add_engine_arguments, chosen_engine, non_negative_int,
+                             positive_float, positive_int, program)
 from models.problem.instance import InputError
+from models.problem.tasks import EngineError
 from models.profiling.calibration import DEFAULT
 from models.profiling.deployments import deployments, read_target
 from models.profiling.gpus import HARDWARE, TABLE_GPU, gpu_ratios
@@ -85,17 +91,20 @@ def parse_args(argv) -> argparse.Namespace:
                         help=f"longest simulation of one rate, in requests, at least {MIN_REQUESTS}; fewer give "
                              f"quicker, rougher curves (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=2,
-                        help="processes, one curve each at a time (default: %(default)s)")
+                        help="local engine: processes, one curve each at a time (default: %(default)s)")
     parser.add_argument("--gpu", choices=sorted(HARDWARE), metavar="GPU_TYPE",
                         help=f"GPU type of the curves, one of {', '.join(sorted(HARDWARE))}; adds a gpu_type "
                              "column (default: the table's A100-80GB, no column)")
     parser.add_argument("--gpu-ratios", type=Path, default=REPO / SHIPPED_RATIOS, metavar="CSV",
                         help=f"Splitwise-format times on both GPUs, for --gpu H100-80GB (default: the shipped "
                              f"{SHIPPED_RATIOS})")
+    add_engine_arguments(parser, "curve")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress on stderr (default: a bar on a terminal, else a timestamped line "
                              "every few seconds)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.engine = chosen_engine(args, parser)
+    return args
 
 
 def name_pair(text: str) -> tuple[str, str]:
@@ -131,12 +140,24 @@ def main(argv=None) -> int:
         return profile(args)
     except InputError as err:
         return error(str(err))
+    except EngineError as err:
+        return error(f"--engine ray: {err}")
     except OSError as err:
         return error(f"{err.filename or args.out}: {err.strerror or err}")
 
 
 def error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def failed_curves(failed: list[str], profiles, out: Path, jobs: int) -> int:
+    """One line per failed curve; the curves built are written all the same (if any)."""
+    for line in failed:
+        print(f"error: curve {line}", file=sys.stderr)
+    if len(profiles):
+        write_profiles(profiles, out)
+        print(f"wrote the {jobs - len(failed)} of {jobs} curve builds that succeeded to {out}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -179,9 +200,12 @@ def profile(args: argparse.Namespace) -> int:
                       context_window=lengths.context_window, request_delay_ms=args.request_delay_ms, settings=settings)
     for job in jobs:
         check_fits(job.config(), workload, f"{', '.join(job.models)} at tp {job.tp}")
-    profiles = build_profiles(jobs, METHODS[args.method], workers=args.workers, progress=not args.quiet)
+    profiles, failed = build_profiles(jobs, METHODS[args.method], workers=args.workers, progress=not args.quiet,
+                                      engine=args.engine)
     if args.gpu:
         profiles = profiles.assign(gpu_type=args.gpu)
+    if failed:
+        return failed_curves(failed, profiles, args.out, len(jobs))
     write_profiles(profiles, args.out)
     print(f"wrote {len(profiles)} points, {len(profiles.groupby(['model', 'tp', 'mps_pct']))} curves "
           f"({len(jobs)} simulated) to {args.out}")

@@ -208,8 +208,9 @@ def draw_curve(axes, instance: Instance, row, model, color) -> None:
 # ---------------------------------------------------------------- frontier
 
 
-def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame) -> Figure:
-    """Quality against the target per method (`qualities`: targets by methods), with the latency-free bound.
+def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame, condition: str = "") -> Figure:
+    """Quality against the target per method (`qualities`: targets by methods), with the latency-free bound;
+    `condition` (the sweep's load and headroom, when it has several) goes under the title.
 
     `exact` is drawn wide and underneath, baselines dashed above it and `heuristic` on top, so that
     methods with the same quality stay visible."""
@@ -230,7 +231,8 @@ def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame) -> Figure:
     axes.set_ylabel("mean predicted quality Q")
     axes.grid(alpha=0.3)
     figure.legend(loc="outside lower center", ncols=2, fontsize=9)
-    figure.suptitle(f"{table.instance.iloc[0]}: quality against the mean-TTFT target")
+    figure.suptitle(f"{table.instance.iloc[0]}: quality against the mean-TTFT target"
+                    + (f"\n{condition}" if condition else ""))
     return figure
 
 

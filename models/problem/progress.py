@@ -1,9 +1,10 @@
 """Progress of long runs, on stderr.
 
-In a terminal it is a tqdm bar. Elsewhere (a log file, a pipe, CI) it is a
-plain line with the time of day, at most one every INTERVAL seconds (and the
-last one), so that a logged run is never silent for minutes and never floods
-the log. `enabled=False` (the command line's `--quiet`) prints nothing.
+In a terminal it is a tqdm bar, with its estimate of the time left. Elsewhere
+(a log file, a pipe, CI) it is a plain line with the time of day and, with a
+total, the time left at the mean pace so far, at most one every INTERVAL
+seconds (and the last one), so that a logged run is never silent for minutes
+and never floods the log. `enabled=False` (the command line's `--quiet`) prints nothing.
 """
 
 from __future__ import annotations
@@ -38,12 +39,20 @@ class Progress:
             self.line(note)
 
     def line(self, note: str = "") -> None:
-        """A plain line now: time of day, the task, steps done (of the total), elapsed seconds, the note."""
+        """A plain line now: time of day, the task, steps done (of the total), elapsed seconds, the estimated
+        seconds left, the note."""
         self.last_line = time.perf_counter()
         count = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
         elapsed = self.last_line - self.started
-        text = f"{time.strftime('%H:%M:%S')} {self.what}: {count} {self.unit}s, {elapsed:.0f} s"
+        text = f"{time.strftime('%H:%M:%S')} {self.what}: {count} {self.unit}s, {elapsed:.0f} s{self.estimate()}"
         print(text + (f"; {note}" if note else ""), file=sys.stderr, flush=True)
+
+    def estimate(self) -> str:
+        """', about N s left' at the mean time per step so far; empty without a total or before the first step."""
+        if self.total is None or not 0 < self.done < self.total:
+            return ""
+        left = (time.perf_counter() - self.started) / self.done * (self.total - self.done)
+        return f", about {left:.0f} s left"
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,4 +1,5 @@
-"""Latency curves for a set of deployments, as SPEC `profiles.csv` rows, built in parallel.
+"""Latency curves for a set of deployments, as SPEC `profiles.csv` rows, built in parallel: in local
+processes or as Ray tasks (`models/problem/tasks.py`).
 
 Models that share a stand-in, an option and a KV-cache size would get the same
 curve: `curve_jobs` makes one job for each such group, and the job's rows are
@@ -10,8 +11,11 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -19,6 +23,7 @@ from tqdm import tqdm
 
 from models.problem.instance import PROFILE_COLUMNS, Curve, InputError
 from models.problem.latency import latency_ms
+from models.problem.tasks import Engine, Failure, attempt, run_tasks
 from models.profiling.analytic import analytic_curve
 from models.profiling.deployments import Deployment
 from models.profiling.gpus import GpuRatios
@@ -92,25 +97,52 @@ def simulated_rows(job: CurveJob) -> pd.DataFrame:
     return job.for_each_model(pd.DataFrame([vars(point) for point in stable]).drop(columns="saturated"))
 
 
-def build_profiles(jobs: list[CurveJob], build, workers: int = 1, progress: bool = True) -> pd.DataFrame:
-    """`build` (analytic_rows or simulated_rows) on every job, sorted by model, tp, mps_pct, rate.
+def build_profiles(jobs: list[CurveJob], build, workers: int = 1, progress: bool = True,
+                   engine: Engine = Engine()) -> tuple[pd.DataFrame, list[str]]:
+    """`build` (analytic_rows or simulated_rows) on every job: the curves built, sorted by model, tp, mps_pct,
+    rate, and one line per job that failed (its models, option and error; in the jobs' order), the others
+    built all the same.
 
-    Progress on stderr counts finished curves (`progress_meter`). Each curve depends only on its
-    job, so the result is the same for any number of workers.
+    The local engine runs `workers` processes (one: in this process); the Ray engine one task per job,
+    the jobs put in the object store once. Progress on stderr counts finished curves (`progress_meter`).
+    Each curve depends only on its job, so the result is the same for any engine and number of workers.
     """
     meter = progress_meter(len(jobs), progress)
-    frames = []
-    if workers > 1:
-        with multiprocessing.Pool(workers) as pool:
-            for frame in pool.imap_unordered(build, jobs):
-                frames.append(frame)
-                meter.update()
-    else:
-        for job in jobs:
-            frames.append(build(job))
+    frames, failed = [], {}
+    with closing(curve_outcomes(jobs, build, workers, engine)) as outcomes:
+        for position, outcome in outcomes:
+            if isinstance(outcome, Failure):
+                job = jobs[position]
+                failed[position] = f"{', '.join(job.models)} at tp{job.tp}/mps{job.mps_pct}: {outcome.reason}"
+            else:
+                frames.append(outcome)
             meter.update()
     meter.close()
-    return pd.concat(frames, ignore_index=True).sort_values(KEY_COLUMNS + ["rate_rps"], ignore_index=True)
+    profiles = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PROFILE_COLUMNS))
+    return profiles.sort_values(KEY_COLUMNS + ["rate_rps"], ignore_index=True), [failed[k] for k in sorted(failed)]
+
+
+def curve_outcomes(jobs: list[CurveJob], build, workers: int, engine: Engine) -> Iterator[tuple[int, object]]:
+    """(position of the job, its curve's rows or `Failure`), as each curve is finished."""
+    if engine.name == "ray":
+        yield from run_tasks(job_rows, (build, tuple(jobs)), range(len(jobs)), engine)
+    elif workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            yield from pool.imap_unordered(partial(numbered_rows, build), enumerate(jobs))
+    else:
+        yield from map(partial(numbered_rows, build), enumerate(jobs))
+
+
+def numbered_rows(build, numbered: tuple[int, CurveJob]) -> tuple[int, object]:
+    """A local worker's task: the job's position, and its curve's rows or `Failure`."""
+    position, job = numbered
+    return position, attempt(build, job)
+
+
+def job_rows(shared: tuple, position: int) -> pd.DataFrame:
+    """A Ray task: the rows of the curve of job `position` of the shared (build, jobs)."""
+    build, jobs = shared
+    return build(jobs[position])
 
 
 def progress_meter(total: int, enabled: bool):
@@ -121,16 +153,20 @@ def progress_meter(total: int, enabled: bool):
 
 
 class PlainProgress:
-    """Lines 'YYYY-MM-DD HH:MM:SS latency curves: k/n' on stderr, at most one per PROGRESS_EVERY_S and the last."""
+    """Lines 'YYYY-MM-DD HH:MM:SS latency curves: k/n, about S s left' on stderr (the time left at the mean pace
+    so far; the last line without it), at most one per PROGRESS_EVERY_S and the last."""
 
     def __init__(self, total: int):
         self.total, self.done, self.last_line = total, 0, -np.inf
+        self.started = time.monotonic()
 
     def update(self) -> None:
         self.done += 1
         now = time.monotonic()
         if self.done == self.total or now - self.last_line >= PROGRESS_EVERY_S:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} latency curves: {self.done}/{self.total}",
+            left = "" if self.done == self.total else \
+                f", about {(now - self.started) / self.done * (self.total - self.done):.0f} s left"
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} latency curves: {self.done}/{self.total}{left}",
                   file=sys.stderr, flush=True)
             self.last_line = now
 
