@@ -30,8 +30,8 @@ import os
 import sys
 from pathlib import Path
 
-from models.cli.args import (EXIT_USAGE, OneLineParser, add_engine_arguments, chosen_engine, non_negative_int,
-                             positive_float, positive_int, program)
+from models.cli.args import (EXIT_USAGE, OneLineParser, add_engine_arguments, chosen_engine, non_negative_float,
+                             non_negative_int, positive_float, positive_int, program)
 from models.problem.instance import InputError
 from models.problem.tasks import EngineError
 from models.profiling.calibration import DEFAULT
@@ -112,16 +112,6 @@ def name_pair(text: str) -> tuple[str, str]:
     if not name or not table_model:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=TABLE_MODEL")
     return name, table_model
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
-    return value
 
 
 def at_least_min_requests(text: str) -> int:
