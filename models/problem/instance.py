@@ -645,6 +645,28 @@ def with_objective(instance: Instance, objective: Objective) -> Instance:
     return changed
 
 
+def with_gpu_counts(instance: Instance, counts: Mapping[str, int]) -> Instance:
+    """The instance with `counts[name]` GPUs of each named type (the others as listed; a count may exceed the
+    file's), renumbered type by type and gpu_count their total, checked as the file's: `InputError` when a model
+    fits no GPU left, the cost objective lacks a cost, or a limit is passed."""
+    types, first = [], 0
+    for gpu_type in instance.gpu_types:
+        types.append(dataclasses.replace(gpu_type, count=counts.get(gpu_type.name, gpu_type.count), first_gpu=first))
+        first += types[-1].count
+    changed = dataclasses.replace(instance, gpu_types=tuple(types), gpu_count=first,
+                                  gpu_type=types_described(types))
+    path = instance.folder / "instance.toml"
+    check_objective(changed, path)
+    check_every_model_fits(changed, path)
+    check_limits(changed, path)
+    return changed
+
+
+def types_described(gpu_types) -> str:
+    """'4 x A100-80GB + 2 x H100-80GB': the cluster's description with GPU types."""
+    return " + ".join(f"{t.count} x {t.name}" for t in gpu_types)
+
+
 def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
     entries = config.get("models")
     if not isinstance(entries, list) or not entries:
@@ -937,7 +959,7 @@ def load_instance(folder: str | Path) -> Instance:
     prompt_ids, scores = parse_scores(raw.scores, models)
     name = require_str(raw.config, "name", path, "name")
     description = raw.config.get("description", "")
-    gpu_type = cluster.get("gpu_type", "") or " + ".join(f"{t.count} x {t.name}" for t in gpu_types)
+    gpu_type = cluster.get("gpu_type", "") or types_described(gpu_types)
     instance = Instance(
         name=name,
         description=description if isinstance(description, str) else str(description),
