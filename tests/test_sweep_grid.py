@@ -139,3 +139,12 @@ def test_no_mark_and_no_note_without_a_time_limit(tiny):
     table = run_sweep(tiny, (45.0, 60.0), ("exact",), progress=False)
     assert frontier_notes(table) == [] and "*" not in format_frontier(table)
     assert not time_limited(table).to_numpy().any()
+
+
+def test_under_the_cost_objective_a_cheaper_plan_of_a_smaller_target_is_noted():
+    table = pd.DataFrame({"target_ms": [40.0, 50.0, 60.0], "method": ["exact"] * 3,
+                          "status": ["optimal", "time_limit", "time_limit"], "quality": [0.80, 0.81, 0.82],
+                          "cost_per_hour": [4.0, 5.0, 4.0]})
+    assert frontier_notes(table, "cost") == ["exact at 50 ms (time limit, cost_per_hour 5): a plan of the smaller "
+                                             "target 40 ms is feasible here and better: cost_per_hour 4"]
+    assert frontier_notes(table) == []  # quality only rises with the target here

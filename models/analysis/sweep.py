@@ -70,6 +70,7 @@ from models.problem.plan import has_costs
 from models.problem.progress import Progress
 from models.problem.setup import describe_setup
 from models.problem.tasks import Engine, Failure, run_tasks
+from models.problem.tolerances import GAP_FLOOR
 
 COLUMNS = ("instance", "target_ms", "method", "status", "quality", "mean_ttft_ms", "seconds", "setup", "reason",
            "quality_best_model", "load_scale", "arrival_rate_rps", "headroom", "gpu_counts")
@@ -168,9 +169,10 @@ def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence
 
     Every plan goes through the independent evaluator at its scenario (`models.analysis.compare.run`); a
     method with no plan gives a row with empty quality and the reason, and a task that fails gives an
-    `error` row. `headrooms` None: the instance's own; `gpu_counts`: `gpu_count_grid`'s. Rows stream into `csv_path` (if given); Ctrl-C
-    stops the run with the finished rows kept there. `resume`: an earlier run's CSV whose scenarios are
-    not solved again (`read_done`). Progress (done/total, time left) goes to stderr.
+    `error` row. `headrooms` None: the instance's own; `gpu_counts`: `gpu_count_grid`'s. Rows stream
+    into `csv_path` (if given); Ctrl-C stops the run with the finished rows kept there. `resume`: an
+    earlier run's CSV whose scenarios are not solved again (`read_done`). Progress (done/total, time left)
+    goes to stderr.
     """
     unknown = [name for name in methods if name not in SOLVING_METHODS]
     if unknown:
@@ -348,8 +350,8 @@ def by_target(table: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def frontier_notes(table: pd.DataFrame, objective: str = "quality") -> list[str]:
     """For each time-limited plan of one group that a plan of the same method at a smaller target beats (module
-    docstring), one line naming the best such target and its value: quality (higher is better) or, under the
-    cost objective, cost per hour (lower is better)."""
+    docstring) by more than GAP_FLOOR (relative: what "optimal" means at least), one line naming the best such
+    target and its value: quality (higher is better) or, under the cost objective, cost per hour (lower)."""
     value, sign = ("quality", 1) if objective == "quality" else (COST_COLUMN, -1)
     notes = []
     for method, rows in table[table[value].notna()].groupby("method", sort=False):
@@ -357,7 +359,7 @@ def frontier_notes(table: pd.DataFrame, objective: str = "quality") -> list[str]
         scores = sign * rows[value].to_numpy()
         for k in range(1, len(rows)):
             best = int(np.argmax(scores[:k]))
-            if rows.status.iloc[k] == "time_limit" and scores[best] > scores[k]:
+            if rows.status.iloc[k] == "time_limit" and scores[best] > scores[k] + GAP_FLOOR * max(1, abs(scores[k])):
                 notes.append(f"{method} at {rows.target_ms.iloc[k]:g} ms (time limit, {value} "
                              f"{rows[value].iloc[k]:.6g}): a plan of the smaller target {rows.target_ms.iloc[best]:g} "
                              f"ms is feasible here and better: {value} {rows[value].iloc[best]:.6g}")

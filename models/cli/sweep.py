@@ -1,17 +1,18 @@
 """`solve.py sweep`: scenario planning, one solve per (GPU counts, load scale, headroom, target, method).
 
     solve.py sweep INSTANCE_DIR --slo-ms A:B:STEP [--load-scale A:B:STEP] [--headroom H,...]
-                   [--gpu-counts TYPE=A:B ...] [--methods NAME,...] [--time-limit SECONDS] [--engine local|ray] [--ray-address ADDRESS]
-                   [--resume CSV] [--plot DIR] [--table-out FILE.csv|FILE.json] [--quiet]
+                   [--gpu-counts TYPE=A:B ...] [--methods NAME,...] [--time-limit SECONDS]
+                   [--engine local|ray] [--ray-address ADDRESS] [--resume CSV] [--plot DIR]
+                   [--table-out FILE.csv|FILE.json] [--quiet]
 
 Writes `<instance>-sweep.csv` into --plot's folder as the scenarios finish (in
-scenario order), then the frontier as PNG (one per load scale and headroom when
-there are several), and prints the frontier ('*' marks a plan cut by a time
-limit, and a note follows when a smaller target's plan beats it). Ctrl-C stops the sweep and keeps
-the finished rows; `--resume` with that CSV solves only the rest. Exit status
-as `solve.py`'s: 0 some plan found, 1 a method failed or the evaluator rejected
-a plan, 2 bad input or usage, 3 no plan in any scenario, 130 interrupted (the
-finished rows kept).
+scenario order), then the frontier as PNG (one per GPU counts, load scale and
+headroom when there are several), and prints the frontier ('*' marks a plan
+cut by a time limit, and a note follows when a plan of a smaller target beats
+it). Ctrl-C stops the sweep and keeps the finished rows; `--resume` with that
+CSV solves only the rest. Exit status as `solve.py`'s: 0 some plan found, 1 a
+method failed or the evaluator rejected a plan, 2 bad input or usage, 3 no
+plan in any scenario, 130 interrupted (the finished rows kept).
 """
 
 from __future__ import annotations
