@@ -102,8 +102,8 @@ def test_bad_gpu_counts_are_one_line_errors(typed_folder, capsys, extra, message
 
 def test_gpu_counts_on_an_untyped_instance_are_refused(capsys):
     assert solve_main(["sweep", str(DATA / "tiny"), "--slo-ms", "60:60:1", "--gpu-counts", "A=0:1"]) == 2
-    assert capsys.readouterr().err == ("error: argument --gpu-counts: tiny lists no GPU types (SPEC 4.4); GPU "
-                                       "counts need [[cluster.gpu_types]]\n")
+    assert capsys.readouterr().err == (f"error: argument --gpu-counts: {DATA / 'tiny'}: lists no GPU types (SPEC "
+                                       "4.4); GPU counts need [[cluster.gpu_types]]\n")
 
 
 # ---------------------------------------------------------------- plans cut by a time limit

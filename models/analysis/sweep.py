@@ -123,7 +123,7 @@ def gpu_count_grid(instance: Instance, ranges: Sequence[tuple[str, Sequence[int]
     (one line) for an untyped instance, an unknown type, a type given twice, or no GPU in any combination."""
     known = [t.name for t in instance.gpu_types]
     if not known:
-        raise ValueError(f"{instance.name} lists no GPU types (SPEC 4.4); GPU counts need [[cluster.gpu_types]]")
+        raise ValueError(f"{instance.folder}: lists no GPU types (SPEC 4.4); GPU counts need [[cluster.gpu_types]]")
     names = [name for name, _ in ranges]
     for name in names:
         if name not in known:
