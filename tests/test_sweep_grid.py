@@ -18,7 +18,8 @@ from models.cli.main import main as solve_main
 from models.methods.exact import solve_exact
 from models.methods.registry import METHODS as REGISTRY
 from models.output.plots import plot_frontier
-from models.problem.instance import InputError, load_instance, with_gpu_counts
+from models.problem.instance import BeyondLimits, InputError, load_instance, with_gpu_counts
+from models.problem.plan import TooLarge
 from test_plots import assert_valid_png
 
 COUNTS = [(("A", 1), ("B", 1)), (("A", 2), ("B", 1))]
@@ -42,6 +43,19 @@ def test_counts_renumber_type_by_type(typed):
     assert with_gpu_counts(typed, {"B": 0}).gpu_count == 2  # A keeps its count
     with pytest.raises(InputError, match="model 'large': fits on no GPU"):
         with_gpu_counts(typed, {"A": 1, "B": 1})
+    with pytest.raises(BeyondLimits, match="1,025 GPUs, above the planner's limit of 1,024"):
+        with_gpu_counts(typed, {"A": 1023})
+
+
+def test_counts_beyond_the_limits_and_a_refusing_method_are_refused_rows(typed, monkeypatch):
+    def too_large(instance, options):
+        raise TooLarge("exact: too large on purpose")
+
+    table = run_sweep(typed, (60.0,), ("exact",), progress=False, gpu_counts=[(("A", 1023), ("B", 2))])
+    assert table.status.tolist() == ["refused"] and "above the planner's limit" in table.reason.iloc[0]
+    monkeypatch.setitem(REGISTRY, "exact", too_large)
+    table = run_sweep(typed, (60.0,), ("exact",), progress=False)
+    assert table.status.tolist() == ["refused"] and table.reason.tolist() == ["exact: too large on purpose"]
 
 
 def test_grid_of_counts_is_the_product_in_the_instances_order(typed):

@@ -5,7 +5,8 @@ A scenario is one solve of one method: the instance as given except for
 `slo_mean_ttft_ms = tau`, its arrival rate times a load scale, a headroom
 (SPEC 4.1) and, with GPU types (SPEC 4.4), a count of GPUs per type
 (`with_gpu_counts`: renumbered type by type, and checked as the file is, so a
-count on which a model fits no GPU is an `infeasible` row with the reason).
+count on which a model fits no GPU is an `infeasible` row with the reason, and
+one beyond the planner's limits a `refused` row).
 The grid is every (GPU counts, load scale, headroom, target, method), in that
 nesting order; a scenario's index is its place in the grid. Each scenario
 solves the instance's objective (quality, or the cost objective of SPEC 4.4).
@@ -15,8 +16,8 @@ The result is a tidy table, one row per scenario, in scenario order:
     target_ms           the mean-TTFT target tau of this row (ms)
     method              `exact`, `heuristic` or a baseline of `models/methods/baselines.py`
     status              the plan's solver status (SPEC section 3); with no plan: `infeasible`, `time_limit`,
-                        `rejected` (by the independent evaluator) or `error` (a solver's internal error, or a
-                        task that failed)
+                        `refused` (beyond a method's or the planner's size limits), `rejected` (by the
+                        independent evaluator) or `error` (a solver's internal error, or a task that failed)
     quality             the plan's mean predicted quality Q; empty when there is no plan
     mean_ttft_ms        the plan's predicted mean TTFT (ms); empty when there is no plan
     seconds             wall-clock time of the solve (s); empty for a task that failed
@@ -65,7 +66,7 @@ from models.methods.registry import SOLVING_METHODS, SolveOptions
 from models.output.plots import plot_frontier, save
 from models.output.report import fmt
 from models.problem.files import OutputError, slug, write_text
-from models.problem.instance import Instance, InputError, with_gpu_counts
+from models.problem.instance import BeyondLimits, Instance, InputError, with_gpu_counts
 from models.problem.plan import has_costs
 from models.problem.progress import Progress
 from models.problem.setup import describe_setup
@@ -199,11 +200,12 @@ def run_sweep(instance: Instance, targets_ms: Sequence[float], methods: Sequence
 
 def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict:
     """The task of one scenario (on any engine): its status, quality, mean TTFT, seconds, setup, reason and
-    cost; `infeasible` when a model fits none of the scenario's GPUs."""
+    cost; `infeasible` when a model fits none of the scenario's GPUs, `refused` beyond the planner's limits."""
     try:
         at_scenario = scenario.applied_to(inputs.instance)
     except InputError as err:
-        return no_plan("infeasible", f"with GPUs {counts_text(scenario.gpu_counts)}: {err}", 0.0)
+        status = "refused" if isinstance(err, BeyondLimits) else "infeasible"
+        return no_plan(status, f"with GPUs {counts_text(scenario.gpu_counts)}: {err}", 0.0)
     return sweep_row(at_scenario, run(at_scenario, scenario.method, inputs.options))
 
 
@@ -216,7 +218,8 @@ def table_row(instance: Instance, scenario: Scenario, result: dict | Failure, be
             "gpu_counts": counts_text(scenario.gpu_counts)}
 
 
-NO_PLAN_STATUS = {"infeasible": "infeasible", "no plan in time": "time_limit", "error": "error"}
+NO_PLAN_STATUS = {"infeasible": "infeasible", "no plan in time": "time_limit", "refused": "refused",
+                  "error": "error"}
 
 
 def sweep_row(instance: Instance, outcome: Outcome) -> dict:

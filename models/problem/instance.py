@@ -48,6 +48,10 @@ class InputError(ValueError):
     """Bad instance input. Its message is one line: file, row or field, and what is wrong."""
 
 
+class BeyondLimits(InputError):
+    """An instance larger than the planner accepts (SPEC section 5, `check_limits`)."""
+
+
 @dataclass(frozen=True)
 class Option:
     """A way to deploy a model: tensor-parallel degree, MPS compute share (percent) and, with several GPU
@@ -648,7 +652,7 @@ def with_objective(instance: Instance, objective: Objective) -> Instance:
 def with_gpu_counts(instance: Instance, counts: Mapping[str, int]) -> Instance:
     """The instance with `counts[name]` GPUs of each named type (the others as listed; a count may exceed the
     file's), renumbered type by type and gpu_count their total, checked as the file's: `InputError` when a model
-    fits no GPU left, the cost objective lacks a cost, or a limit is passed."""
+    fits no GPU left, `BeyondLimits` when a limit of the planner is passed."""
     types, first = [], 0
     for gpu_type in instance.gpu_types:
         types.append(dataclasses.replace(gpu_type, count=counts.get(gpu_type.name, gpu_type.count), first_gpu=first))
@@ -934,7 +938,7 @@ def check_limits(instance: Instance, path: Path) -> None:
 
 def check_limit(count: int, limit: int, where: str, what: str) -> None:
     if count > limit:
-        raise InputError(f"{where}: {count:,} {what}, above the planner's limit of {limit:,} (docs/spec.md "
+        raise BeyondLimits(f"{where}: {count:,} {what}, above the planner's limit of {limit:,} (docs/spec.md "
                          "section 5)")
 
 
