@@ -22,10 +22,13 @@ from models.problem.tasks import Engine  # noqa: E402
 from conftest import DATA  # noqa: E402
 from sweep_faults import FAULTY_TARGET_MS, break_one_target  # noqa: E402
 from test_profiling_cli import QUICK, args as profile_args, toy  # noqa: E402,F401
+from typed_tiny import write_typed_tiny  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 RAY = Engine("ray")
 GRID = ["--slo-ms", "45:60:15", "--load-scale", "1:1.2:0.2", "--headroom", "0,0.1", "--methods", "exact,equal-split"]
+# typed tiny (tests/typed_tiny.py) over GPU counts, one of which fits no model: an infeasible row on both engines
+GPU_GRID = ["--slo-ms", "60:60:1", "--gpu-counts", "A=1:2", "--gpu-counts", "B=1:1", "--methods", "exact"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,12 +49,14 @@ def without_seconds(table: pd.DataFrame) -> str:
     return table.drop(columns="seconds").to_csv(index=False)
 
 
-def test_a_ray_sweep_writes_the_local_csv(tmp_path):
+@pytest.mark.parametrize("typed, grid, rows", [(False, GRID, 2 * 2 * 2 * 2), (True, GPU_GRID, 2)])
+def test_a_ray_sweep_writes_the_local_csv(tmp_path, typed, grid, rows):
+    folder = write_typed_tiny(tmp_path / "typed") if typed else DATA / "tiny"
     for engine in ("local", "ray"):
-        argv = [str(DATA / "tiny"), *GRID, "--engine", engine, "--plot", str(tmp_path / engine), "--quiet"]
+        argv = [str(folder), *grid, "--engine", engine, "--plot", str(tmp_path / engine), "--quiet"]
         assert solve_main(["sweep", *argv]) == 0
     local, on_ray = (pd.read_csv(tmp_path / engine / "tiny-sweep.csv") for engine in ("local", "ray"))
-    assert len(local) == 2 * 2 * 2 * 2
+    assert len(local) == rows
     assert without_seconds(on_ray) == without_seconds(local)
 
 

@@ -132,6 +132,18 @@ def parse_range(text: str, unit: str, example: str) -> tuple[float, ...]:
     return steps(start, stop, step)
 
 
+def parse_gpu_counts(text: str) -> tuple[str, tuple[int, ...]]:
+    """`TYPE=a:b` as the GPU type and the counts a, a + 1, ..., b (0 <= a <= b); for argparse's `type=`."""
+    name, _, span = text.rpartition("=")
+    parts = span.split(":")
+    if not name.strip() or len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not TYPE=a:b (a GPU type and two counts, e.g. A100-80GB=0:4)")
+    start, stop = int(parts[0]), int(parts[1])
+    if start > stop:
+        raise argparse.ArgumentTypeError(f"{text!r}: need a <= b (TYPE=a:b)")
+    return name.strip(), tuple(range(start, stop + 1))
+
+
 def parse_qualities(text: str) -> tuple[float, ...]:
     """`a:b:step` as the qualities a, a + step, ..., up to b inclusive, in [0, 1]; for argparse's `type=`."""
     try:

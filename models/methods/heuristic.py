@@ -607,7 +607,9 @@ def sub_clusters(instance: Instance) -> list[tuple[int, ...]]:
 
 
 def sub_cluster(instance: Instance, counts: tuple[int, ...]) -> Instance:
-    """The instance on the first `counts[t]` GPUs of each type (numbers kept), with the quality objective."""
+    """The instance on the first `counts[t]` GPUs of each type, with the quality objective. Unlike
+    `with_gpu_counts` the GPUs keep their numbers, so that its plans are plans of `instance`, and a model
+    that fits no GPU left is not an error (the caller skips the sub-cluster when a required one does not)."""
     types = tuple(dataclasses.replace(t, count=n) for t, n in zip(instance.types, counts))
     return dataclasses.replace(instance, gpu_types=types, gpu_count=sum(counts), objective=Objective())
 

@@ -208,9 +208,11 @@ def draw_curve(axes, instance: Instance, row, model, color) -> None:
 # ---------------------------------------------------------------- frontier
 
 
-def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame, condition: str = "") -> Figure:
+def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame, condition: str = "",
+                  cut: pd.DataFrame | None = None) -> Figure:
     """Quality against the target per method (`qualities`: targets by methods), with the latency-free bound;
-    `condition` (the sweep's load and headroom, when it has several) goes under the title.
+    `condition` (the sweep's group, when it has several) goes under the title; the plans cut by a time limit
+    (`cut`, true where so, shaped as `qualities`; `models.analysis.sweep.time_limited`) drawn hollow.
 
     `exact` is drawn wide and underneath, baselines dashed above it and `heuristic` on top, so that
     methods with the same quality stay visible."""
@@ -223,6 +225,8 @@ def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame, condition: str =
         axes.plot(qualities.index, qualities[method], color=color, marker=marker, label=label,
                   linewidth=3.5 if wide else 1.2, markersize=8 if wide else 4, alpha=0.45 if wide else 1.0,
                   linestyle="--" if method in BASELINES else "-", zorder=FRONTIER_LAYERS.get(method, 3))
+    if cut is not None:
+        mark_time_limited(axes, qualities, cut)
     bound = table.quality_best_model.iloc[0]
     axes.axhline(bound, color="gray", linestyle="--", linewidth=1,
                  label=f"every prompt to its best model, latency ignored ({bound:.4f})")
@@ -234,6 +238,18 @@ def plot_frontier(table: pd.DataFrame, qualities: pd.DataFrame, condition: str =
     figure.suptitle(f"{table.instance.iloc[0]}: quality against the mean-TTFT target"
                     + (f"\n{condition}" if condition else ""))
     return figure
+
+
+def mark_time_limited(axes, qualities: pd.DataFrame, cut: pd.DataFrame) -> None:
+    """A hollow marker over each plan cut by a time limit, and one legend entry for them all."""
+    for method in qualities.columns:
+        color, marker = METHOD_STYLES.get(method, ("gray", "x"))
+        points = qualities[method][cut[method]]
+        axes.plot(points.index, points, color=color, marker=marker, markerfacecolor="white", markersize=9,
+                  linestyle="none", zorder=5)
+    if cut.to_numpy().any():
+        axes.plot([], [], color="gray", marker="o", markerfacecolor="white", linestyle="none",
+                  label="time limit (not proven)")
 
 
 def shade_no_plan(axes, qualities: pd.DataFrame) -> None:

@@ -48,6 +48,10 @@ class InputError(ValueError):
     """Bad instance input. Its message is one line: file, row or field, and what is wrong."""
 
 
+class BeyondLimits(InputError):
+    """An instance larger than the planner accepts (SPEC section 5, `check_limits`)."""
+
+
 @dataclass(frozen=True)
 class Option:
     """A way to deploy a model: tensor-parallel degree, MPS compute share (percent) and, with several GPU
@@ -645,6 +649,28 @@ def with_objective(instance: Instance, objective: Objective) -> Instance:
     return changed
 
 
+def with_gpu_counts(instance: Instance, counts: Mapping[str, int]) -> Instance:
+    """The instance with `counts[name]` GPUs of each named type (the others as listed; a count may exceed the
+    file's), renumbered type by type and gpu_count their total, checked as the file's: `InputError` when a model
+    fits no GPU left, `BeyondLimits` when a limit of the planner is passed."""
+    types, first = [], 0
+    for gpu_type in instance.gpu_types:
+        types.append(dataclasses.replace(gpu_type, count=counts.get(gpu_type.name, gpu_type.count), first_gpu=first))
+        first += types[-1].count
+    changed = dataclasses.replace(instance, gpu_types=tuple(types), gpu_count=first,
+                                  gpu_type=types_described(types))
+    path = instance.folder / "instance.toml"
+    check_objective(changed, path)
+    check_every_model_fits(changed, path)
+    check_limits(changed, path)
+    return changed
+
+
+def types_described(gpu_types) -> str:
+    """'4 x A100-80GB + 2 x H100-80GB': the cluster's description with GPU types."""
+    return " + ".join(f"{t.count} x {t.name}" for t in gpu_types)
+
+
 def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
     entries = config.get("models")
     if not isinstance(entries, list) or not entries:
@@ -912,7 +938,7 @@ def check_limits(instance: Instance, path: Path) -> None:
 
 def check_limit(count: int, limit: int, where: str, what: str) -> None:
     if count > limit:
-        raise InputError(f"{where}: {count:,} {what}, above the planner's limit of {limit:,} (docs/spec.md "
+        raise BeyondLimits(f"{where}: {count:,} {what}, above the planner's limit of {limit:,} (docs/spec.md "
                          "section 5)")
 
 
@@ -937,7 +963,7 @@ def load_instance(folder: str | Path) -> Instance:
     prompt_ids, scores = parse_scores(raw.scores, models)
     name = require_str(raw.config, "name", path, "name")
     description = raw.config.get("description", "")
-    gpu_type = cluster.get("gpu_type", "") or " + ".join(f"{t.count} x {t.name}" for t in gpu_types)
+    gpu_type = cluster.get("gpu_type", "") or types_described(gpu_types)
     instance = Instance(
         name=name,
         description=description if isinstance(description, str) else str(description),
