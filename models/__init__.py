@@ -16,12 +16,13 @@ neither Pyomo, HiGHS, pandas, matplotlib nor the methods.
 Subpackages, by role; each imports only those listed before it (no cycles):
 
 * `problem`: the instance and its validation, plans, the latency model, setups
-  and placements, the transportation problem, the HiGHS wrapper, scores;
+  and placements, the transportation problem, the HiGHS wrapper, scores, moves
+  against a running plan, and the local/Ray task engine;
 * `evaluation`: the independent plan evaluator (imports only `problem.instance`);
 * `methods`: exact, the routing LP, heuristic, baselines, enumerate, the
   latency-oblivious references, and the registry of methods by name;
-* `output`: reports, plots, the deployment export;
-* `analysis`: comparison of methods, the target sweep, realized routing;
+* `output`: reports, plots, the deployment export and the router that serves a plan;
+* `analysis`: comparison of methods, the scenario sweep, the cost frontier, robustness;
 * `profiling`: latency curves from measured step times (imports `problem` only);
 * `cli`: the command lines.
 
