@@ -87,7 +87,9 @@ from models.problem.transport import Prompts
 
 
 def mip_choices(instance: Instance) -> list[tuple[str, int, int]]:
-    return [(m.name, o.tp, o.mps_pct) for m in instance.models for o in instance.options(m)]
+    """Choices c = (slot, tp, mps): every option of every replica slot of every model (SPEC 4.5; a model's first
+    slot is named as the model, `Model.slot_names`)."""
+    return [(slot, o.tp, o.mps_pct) for m in instance.models for slot in m.slot_names for o in instance.options(m)]
 
 
 PLACEMENTS = ("patterns", "per-gpu")
@@ -96,7 +98,7 @@ PLACEMENTS = ("patterns", "per-gpu")
 def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str = "patterns") -> pyo.ConcreteModel:
     """The MIP of the module docstring: with (11) and no cuts yet (see `add_quality_cut`), or with (12);
     placement by GPU patterns (2p)-(3p) or per GPU (2)-(4), (10)."""
-    by_name = {model.name: model for model in instance.models}
+    by_name = {slot: model for model in instance.models for slot in model.slot_names}  # slots' models
     choices = mip_choices(instance)
     pieces = {c: option_pieces(instance, by_name[c[0]], Option(c[1], c[2])) for c in choices}
     convex = [c for c in choices if pieces[c].is_convex]
@@ -105,9 +107,14 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
     m = pyo.ConcreteModel(name=f"joint[{instance.name}]")
     m.MODELS = pyo.Set(initialize=[model.name for model in instance.models], ordered=True, doc="models i")
     m.GPUS = pyo.RangeSet(0, instance.gpu_count - 1, doc="GPUs g")
-    m.CHOICES = pyo.Set(dimen=3, initialize=choices, ordered=True, doc="choices c = (model, tp, mps)")
-    m.USABLE = pyo.Set(initialize=[i for i in m.MODELS if any(c[0] == i for c in choices)], ordered=True,
-                       within=m.MODELS, doc="models with at least one choice")
+    m.SLOTS = pyo.Set(initialize=list(by_name), ordered=True, doc="replica slots of the models (SPEC 4.5)")
+    m.slot_model = pyo.Param(m.SLOTS, within=pyo.Any, initialize=lambda m, u: by_name[u].name,
+                             doc="the model a slot is a replica of")
+    m.slot_rank = pyo.Param(m.SLOTS, initialize=lambda m, u: by_name[u].slot_names.index(u),
+                            doc="r: the slot is the model's replica r + 1")
+    m.CHOICES = pyo.Set(dimen=3, initialize=choices, ordered=True, doc="choices c = (slot, tp, mps)")
+    m.USABLE = pyo.Set(initialize=[u for u in m.SLOTS if any(c[0] == u for c in choices)], ordered=True,
+                       within=m.SLOTS, doc="slots of models with at least one choice")
     m.CONVEX = pyo.Set(dimen=3, within=m.CHOICES, initialize=convex, doc="choices with convex H")
     m.NONCONVEX = pyo.Set(dimen=3, within=m.CHOICES, initialize=[c for c in choices if c not in convex],
                           doc="choices with non-convex H")
@@ -129,15 +136,18 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
     m.seg = pyo.Var(m.NONCONVEX_SEGMENTS, within=pyo.Binary, doc="segment holding the share")
     m.piece = pyo.Var(m.NONCONVEX_SEGMENTS, within=pyo.NonNegativeReals, doc="share on the segment")
     m.quality = pyo.Var(bounds=(0, float(instance.scores.max(axis=1).mean())), doc="mean predicted quality")
-    m.w = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.share[c] for c in m.CHOICES if c[0] == i),
-                         doc="routing share of model i")
+    m.w = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.share[c] for c in m.CHOICES if m.slot_model[c[0]] == i),
+                         doc="routing share of model i: the sum over its replicas")
 
-    @m.Constraint(m.MODELS, doc="(1) one option per deployed model")
+    @m.Constraint(m.SLOTS, doc="(1) one option per deployed model (and at most one per further replica slot)")
     def one_option(m, i):
+        first = by_name[i].required and m.slot_rank[i] == 0
         if i not in m.USABLE:  # no option: a required model makes the MIP infeasible, an optional one stays out
-            return pyo.Constraint.Infeasible if by_name[i].required else pyo.Constraint.Skip
+            return pyo.Constraint.Infeasible if first else pyo.Constraint.Skip
         chosen = sum(m.choose[c] for c in m.CHOICES if c[0] == i)
-        return chosen == 1 if by_name[i].required else chosen <= 1
+        return chosen == 1 if first else chosen <= 1
+
+    add_slot_order(m)
 
     if placement == "patterns":
         add_pattern_placement(m, instance, by_name)
@@ -202,7 +212,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
     def shards(m, *c):
         return sum(m.place[c, g] for g in m.GPUS) == c[1] * m.choose[c]
 
-    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model per GPU")
+    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model (of each replica) per GPU")
     def one_shard_per_gpu(m, i, g):
         return sum(m.place[c, g] for c in m.CHOICES if c[0] == i) <= 1
 
@@ -214,7 +224,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
     def compute(m, g):
         return sum(c[2] * m.place[c, g] for c in m.CHOICES) <= 100
 
-    first = [c for c in m.CHOICES if c[0] == instance.models[0].name]
+    first = [c for c in m.CHOICES if m.slot_model[c[0]] == instance.models[0].name]
 
     @m.Constraint(m.GPUS, doc="(10) identical GPUs: those holding the first model come first")
     def gpu_order(m, g):
@@ -247,15 +257,56 @@ def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
         return sum(m.gpus_with[p] for p in m.PATTERNS) <= instance.gpu_count
 
 
+def add_slot_order(m: pyo.ConcreteModel) -> None:
+    """(14) symmetry among a model's replica slots (SPEC 4.5): slot r is used only if slot r-1 is, and then with
+    an option of index (1..n_i, in CHOICES order) at least slot r-1's. Slots are interchangeable (the same
+    options, data and constraints), so sorting any plan's replicas this way keeps it feasible and optimal.
+    n_i, the number of options, bounds the index sum of an unused slot r; it is the only big-M, from the data."""
+    later = [u for u in m.USABLE if m.slot_rank[u] > 0]
+    before = {u: v for v, u in zip(m.SLOTS, list(m.SLOTS)[1:]) if u in later}  # the previous slot of the model
+    index = {c: 1 + [d[1:] for d in m.CHOICES if d[0] == c[0]].index(c[1:]) for c in m.CHOICES}
+
+    def used(u):
+        return sum(m.choose[c] for c in m.CHOICES if c[0] == u)
+
+    def option_index(u):
+        return sum(index[c] * m.choose[c] for c in m.CHOICES if c[0] == u)
+
+    @m.Constraint(later, doc="(14) replica slot r used only if slot r-1 is")
+    def slot_order(m, u):
+        return used(u) <= used(before[u])
+
+    @m.Constraint(later, doc="(14) consecutive used slots in option order")
+    def slot_option_order(m, u):
+        options = max(index[c] for c in m.CHOICES if c[0] == u)
+        return option_index(before[u]) <= option_index(u) + options * (1 - used(u))
+
+
 def add_move_cost(m: pyo.ConcreteModel, replanning: Replanning) -> None:
     """(13) on a per-GPU MIP: the shards started against the current plan, and the objective quality - C moves;
-    (10) dropped."""
+    (10) dropped. A current shard (model, option, GPU) is kept by any replica slot of the model that places that
+    option there; with replicas, kept[s] <= min(1, those placements) counts it once (exact, no binary)."""
     current = sorted((s.model, s.tp, s.mps_pct, s.gpu) for s in replanning.current)
-    m.CURRENT = pyo.Set(dimen=4, initialize=[s for s in current if s[:3] in m.CHOICES and s[3] in m.GPUS],
+    options = {(m.slot_model[c[0]], *c[1:]) for c in m.CHOICES}
+    m.CURRENT = pyo.Set(dimen=4, initialize=[s for s in current if s[:3] in options and s[3] in m.GPUS],
                         doc="shards (c, g) of the current plan that this instance can keep")
     m.move_cost = pyo.Param(initialize=replanning.move_cost, doc="C, quality per shard started")
-    m.moves = pyo.Expression(expr=sum(m.place[c, g] for c in m.CHOICES for g in m.GPUS)
-                             - sum(m.place[s[:3], s[3]] for s in m.CURRENT), doc="(13) shards started")
+
+    def placed_at(s):
+        return sum(m.place[c, s[3]] for c in m.CHOICES if m.slot_model[c[0]] == s[0] and c[1:] == s[1:3])
+
+    if len(m.SLOTS) > len(m.MODELS):
+        m.kept = pyo.Var(m.CURRENT, bounds=(0, 1), doc="(13) the current shard s is kept by some replica")
+
+        @m.Constraint(m.CURRENT, doc="(13) kept only where placed")
+        def kept_placed(m, *s):
+            return m.kept[s] <= placed_at(s)
+
+        kept = sum(m.kept[s] for s in m.CURRENT)
+    else:
+        kept = sum(placed_at(s) for s in m.CURRENT)
+    m.moves = pyo.Expression(expr=sum(m.place[c, g] for c in m.CHOICES for g in m.GPUS) - kept,
+                             doc="(13) shards started")
     m.gpu_order.deactivate()
     m.del_component(m.objective)
     m.objective = pyo.Objective(expr=m.quality - m.move_cost * m.moves, sense=pyo.maximize,
@@ -306,6 +357,8 @@ def solve_exact(
     form = placement
     if replanning and placement != "per-gpu":
         form, placement = "per-gpu", "per-gpu (re-planning needs to know which GPU holds which shard)"
+    elif instance.has_replicas and placement != "per-gpu":
+        form, placement = "per-gpu", "per-gpu (replicas, SPEC 4.5: a GPU pattern holds one shard per model)"
     try:
         m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
     except TooManyPatterns as err:
@@ -329,7 +382,8 @@ def solve_exact(
     best = loop.incumbent
     return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
-                      notes, sensitivity_of(best.routing), replanning=replanning)
+                      notes, sensitivity_of(best.routing), replanning=replanning,
+                      replica_shares=best.routing.replica_shares)
 
 
 def sensitivity_of(routing: SetupRouting) -> dict[str, float]:

@@ -71,10 +71,16 @@ class Model:
     kv_cache_gb: float
     required: bool = True
     checkpoint: str = ""  # what a server loads (a model id or a path); SPEC 4.2, default the name
+    max_replicas: int = 1  # SPEC 4.5: replicas the model may run, each with its own option, GPUs and share
 
     @property
     def served_checkpoint(self) -> str:
         return self.checkpoint or self.name
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """The names of its replica slots (SPEC 4.5): its own name for the first, NAME#r for replica r >= 2."""
+        return (self.name,) + tuple(f"{self.name}#{r}" for r in range(2, self.max_replicas + 1))
 
     def shard_gb(self, tp: int) -> float:
         """Memory one shard takes on its GPU at degree `tp` (SPEC constraint 3)."""
@@ -142,6 +148,11 @@ class Instance:
     @property
     def prompt_count(self) -> int:
         return len(self.prompt_ids)
+
+    @property
+    def has_replicas(self) -> bool:
+        """Whether some model may run more than one replica (SPEC 4.5)."""
+        return any(model.max_replicas > 1 for model in self.models)
 
     @property
     def profiled_percentiles(self) -> tuple[str, ...]:
@@ -414,7 +425,7 @@ KNOWN_KEYS = {
     "cluster": ("gpu_count", "gpu_memory_gb", "gpu_type"),
     "workload": ("arrival_rate_rps", "slo_mean_ttft_ms", "headroom", "slo_p95_ttft_ms", "slo_p99_ttft_ms"),
     "setup_options": ("tp", "mps_pct"),
-    "models": ("name", "weights_gb", "kv_cache_gb", "required", "checkpoint"),
+    "models": ("name", "weights_gb", "kv_cache_gb", "required", "checkpoint", "max_replicas"),
     "files": ("profiles", "scores"),
 }
 
@@ -532,6 +543,8 @@ def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
                 kv_cache_gb=require_number(entry, "kv_cache_gb", path, f"{where}.kv_cache_gb", positive=False),
                 required=required,
                 checkpoint=checkpoint,
+                max_replicas=require_int(entry, "max_replicas", path, f"{where}.max_replicas")
+                if "max_replicas" in entry else 1,
             )
         )
     check_unique_model_names(models, path)
@@ -549,11 +562,17 @@ def check_model_name(name: str, path: Path, where: str) -> None:
 
 
 def check_unique_model_names(models: list[Model], path: Path) -> None:
+    """Names are unique, and none is the name of another model's replica slot (NAME#r, SPEC 4.5)."""
     seen = set()
     for k, model in enumerate(models):
         if model.name in seen:
             raise InputError(f"{path}: field 'models[{k}].name': model {shown(model.name)} is listed twice")
         seen.add(model.name)
+    slots = {slot: model.name for model in models for slot in model.slot_names[1:]}
+    for k, model in enumerate(models):
+        if model.name in slots:
+            raise InputError(f"{path}: field 'models[{k}].name': {shown(model.name)} is the name of a replica of "
+                             f"model {shown(slots[model.name])} (max_replicas)")
 
 
 # ---------------------------------------------------------------- CSV checks

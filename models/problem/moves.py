@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from models.problem.setup import Placement, Setup
+from models.problem.setup import Placement, ReplicaPlacement, Replicas, Setup, as_replica_placement, as_replicas
 
 
 @dataclass(frozen=True, order=True)
@@ -31,11 +31,12 @@ class RunningShard:
         return {"model": self.model, "tp": self.tp, "mps_pct": self.mps_pct, "gpu": self.gpu}
 
 
-def running_shards(model_names: Sequence[str], setup: Setup, placement: Placement) -> frozenset[RunningShard]:
-    """The shards of a setup placed on GPUs: one per GPU of each deployed model."""
+def running_shards(model_names: Sequence[str], setup: Setup | Replicas,
+                   placement: Placement | ReplicaPlacement) -> frozenset[RunningShard]:
+    """The shards of a setup placed on GPUs: one per GPU of each replica (SPEC 4.5) of each deployed model."""
     return frozenset(RunningShard(name, option.tp, option.mps_pct, g)
-                     for name, option, gpus in zip(model_names, setup, placement) if option is not None
-                     for g in gpus)
+                     for name, options, held in zip(model_names, as_replicas(setup), as_replica_placement(placement))
+                     for option, gpus in zip(options, held) for g in gpus)
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,11 @@ class Replanning:
     current: frozenset[RunningShard]
     move_cost: float
 
-    def changes(self, model_names: Sequence[str], setup: Setup, placement: Placement) -> Changes:
+    def changes(self, model_names: Sequence[str], setup: Setup | Replicas,
+                placement: Placement | ReplicaPlacement) -> Changes:
         new = running_shards(model_names, setup, placement)
         return Changes(self.move_cost, tuple(sorted(self.current - new)), tuple(sorted(new - self.current)))
 
-    def moves(self, model_names: Sequence[str], setup: Setup, placement: Placement) -> int:
+    def moves(self, model_names: Sequence[str], setup: Setup | Replicas,
+              placement: Placement | ReplicaPlacement) -> int:
         return len(running_shards(model_names, setup, placement) - self.current)

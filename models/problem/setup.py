@@ -18,6 +18,25 @@ from models.problem.instance import Instance, Model, Option
 
 Setup = tuple[Option | None, ...]
 Placement = tuple[tuple[int, ...], ...]  # per model, its GPUs (empty when not deployed)
+Replicas = tuple[tuple[Option, ...], ...]  # SPEC 4.5: per model, its replicas' options (empty when not deployed)
+ReplicaPlacement = tuple[tuple[tuple[int, ...], ...], ...]  # per model, per replica, its GPUs
+
+
+def as_replicas(setup: Setup | Replicas) -> Replicas:
+    """A setup in the replica form (SPEC 4.5): an option becomes one replica, None none; a replica form is
+    kept."""
+    return tuple(entry if isinstance(entry, tuple) else (() if entry is None else (entry,)) for entry in setup)
+
+
+def as_replica_placement(placement: Placement | ReplicaPlacement) -> ReplicaPlacement:
+    """A placement in the replica form: a model's GPUs become one replica's (none when not deployed)."""
+    return tuple(gpus if gpus and isinstance(gpus[0], tuple) else ((tuple(gpus),) if gpus else ())
+                 for gpus in placement)
+
+
+def first_replicas(replicas: Replicas) -> Setup:
+    """Each model's first replica's option (None when not deployed): the plan entry's own option."""
+    return tuple(options[0] if options else None for options in replicas)
 
 MEMORY_TOL_GB = 1e-9
 
