@@ -12,8 +12,12 @@ from models.methods.brute_force import solve_enumerate
 from models.methods.exact import solve_exact
 from models.problem.instance import InputError, Option, load_instance
 from models.problem.plan import Infeasible
+from models.output.export import servers, write_export
+from models.output.router import WeightedSplit, build_router
 from models.problem.realized import realized_routing
 from random_instances import write_random_instance
+from standin_vllm import serve_in_thread
+from test_router import running
 from test_tail import add_p99
 
 # Two GPUs of 16 GB, one option tp1/mps50 (two shards fill a GPU's compute). 'cheap' (4 + 1 = 5 GB a shard) is
@@ -139,3 +143,48 @@ def test_random_instances_use_replicas(random_plans):
     """Some optimal plans run two replicas of m0 (two of the sixteen, at these seeds)."""
     plans = [plan for _, plan, _ in random_plans.values() if not isinstance(plan, str)]
     assert sum(len(plan.replicas[0]) == 2 for plan in plans) >= 2
+
+
+# ---------------------------------------------------------------- export and router
+
+
+def test_export_writes_one_server_per_replica(two_replicas, tmp_path):
+    instance = load_instance(two_replicas)
+    plan = solve_exact(instance)
+    found = servers(instance, plan)
+    strong = [s for s in found if s.name == "strong"]
+    assert [s.label for s in strong] == ["strong#1", "strong#2"]
+    assert [s.share for s in strong] == pytest.approx([0.5, 0.5]) and len({s.port for s in found}) == len(found)
+    assert sorted(g for s in strong for g in s.gpus) == [0, 1]
+    write_export(instance, plan, tmp_path / "export", activation_gb=0)
+    script = (tmp_path / "export" / "launch.sh").read_text()
+    assert script.count("--served-model-name strong") == 2 and "start 'strong#1'" in script
+
+
+def test_weighted_split_follows_the_shares():
+    """Smooth weighted round-robin: weights 3:1 give a b a a, a b a a, ...; after any n picks a replica has
+    n w_r / W of them to within one."""
+    split = WeightedSplit(["a", "b"], [0.3, 0.1])
+    picks = [split.next() for _ in range(400)]
+    assert picks[:8] == ["a", "b", "a", "a", "a", "b", "a", "a"]
+    for n in range(1, 401):
+        assert abs(picks[:n].count("a") - 0.75 * n) <= 1
+
+
+def test_router_splits_a_model_over_its_replicas(two_replicas):
+    """Every prompt goes to strong (price rule); its requests alternate between its two replicas' servers."""
+    instance = load_instance(two_replicas)
+    stand_ins = {label: serve_in_thread() for label in ("cheap", "strong#1", "strong#2")}
+    try:
+        roots = {label: f"http://127.0.0.1:{server.server_address[1]}" for label, server in stand_ins.items()}
+        router = build_router(instance, solve_exact(instance), roots)
+        with running(router) as client:
+            for _ in range(10):
+                for prompt_id in instance.prompt_ids:
+                    assert client.post("/v1/completions", json={"prompt": "x", "prompt_id": prompt_id}).status_code == 200
+        assert [len(stand_ins[label].bodies) for label in ("cheap", "strong#1", "strong#2")] == [0, 20, 20]
+        assert {body["model"] for body in stand_ins["strong#2"].bodies} == {"strong"}
+    finally:
+        for server in stand_ins.values():
+            server.shutdown()
+            server.server_close()

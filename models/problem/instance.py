@@ -159,6 +159,11 @@ class Instance:
         """The TTFT percentiles ('p95', 'p99') whose columns the profiles have (SPEC 4.6)."""
         return tuple(p for p in TAIL_PERCENTILES if all(curve.percentile_ms(p) for curve in self.curves.values()))
 
+    def one_replica_each(self) -> Instance:
+        """The instance with max_replicas = 1 for every model (SPEC 4.5), for the methods that deploy a model
+        once."""
+        return dataclasses.replace(self, models=tuple(dataclasses.replace(m, max_replicas=1) for m in self.models))
+
     def options(self, model: Model) -> tuple[Option, ...]:
         """Options with a latency curve whose shards fit an empty GPU and that meet the tail bounds at some load
         (SPEC 4.6), in (tp, mps) order."""
