@@ -1,7 +1,8 @@
 """`exact`: the joint setup-and-routing problem as one mixed-integer program, solved by HiGHS.
 
-Sets      models i; GPUs g = 0..G-1; choices c = (i, tp, mps), the options of model i
-          with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
+Sets      models i; replica slots u of model i (SPEC 4.5: max_replicas of them, the first named as
+          the model, slot r >= 2 as NAME#r); GPUs g = 0..G-1; choices c = (u, tp, mps), the options
+          of slot u's model with a latency curve whose shard fits a GPU; segments k of H_c; GPU patterns p.
 Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M (GB) per GPU;
           cap[c] = min(1, (1 - headroom) r_K / lam, tail[c] / lam), the largest share the option carries (5);
           tail[c] (requests/s), the largest load up to which each TTFT percentile with a bound stays within it
@@ -17,9 +18,14 @@ Variables choose[c] in {0,1}       model i runs with option c
           gpus_with[p] in {0..G}   GPUs whose content is pattern p   (patterns, the default)
           place[c,g] in {0,1}      a shard of choice c sits on GPU g (per-GPU)
 Objective max quality
-(1) sum_{c of i} choose[c] = 1 if i is required, <= 1 otherwise
+(1) sum_{c of u} choose[c] = 1 for the first slot u of a required model, <= 1 for every other slot
+(14) replica symmetry: for consecutive slots u' = r-1, u = r of a model with options indexed 1..n,
+    sum_{c of u} choose[c] <= sum_{c of u'} choose[c]   and
+    sum_{c of u'} idx[c] choose[c] <= sum_{c of u} idx[c] choose[c] + n (1 - sum_{c of u} choose[c]).
+    The slots are interchangeable, so sorting any plan's replicas (used first, by option index)
+    keeps it feasible with the same value: no optimum is cut off. Replicas are placed per GPU.
 Placement, per-GPU form:
-(2) sum_g place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a model per GPU)
+(2) sum_g place[c,g] = tp[c] choose[c];   sum_{c of u} place[c,g] <= 1 (one shard of a replica per GPU)
 (3) sum_c shard_gb[c] place[c,g] <= M                       memory per GPU
 (4) sum_c mps[c] place[c,g] <= 100                          compute share per GPU
 (10) GPUs are identical: the GPUs holding the first model come first,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -98,8 +99,9 @@ def plot_gpu_map(instance: Instance, plan: Plan) -> Figure:
         axes.set_xticks(range(instance.gpu_count), [str(g) for g in range(instance.gpu_count)])
     memory.set_title(f"memory (capacity {instance.gpu_memory_gb:g} GB)", fontsize=10)
     compute.set_title("MPS compute share (capacity 100%)", fontsize=10)
-    handles = [Patch(color=colors[row.name], label=f"{row.name}: {option_label(row)}")
-               for row in deployed(plan).itertuples()]
+    handles = [Patch(color=colors[row.name], label=f"{row.name}: {' + '.join(map(option_label, group))}")
+               for row in deployed(plan).itertuples()
+               for group in [[r for r in replica_shards(plan) if r.name == row.name]]]
     handles += [Patch(facecolor="none", edgecolor="none", label=f"{row.name}: not deployed")
                 for row in plan.models.itertuples() if not row.deployed]
     handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label="GPU capacity"))
@@ -109,10 +111,27 @@ def plot_gpu_map(instance: Instance, plan: Plan) -> Figure:
     return figure
 
 
+class ReplicaShards(NamedTuple):
+    """One replica of a deployed model (SPEC 4.5; the model itself when it has one): its option and GPUs."""
+
+    name: str
+    tp: int
+    mps_pct: int
+    gpus: tuple[int, ...]
+
+
+def replica_shards(plan: Plan) -> list[ReplicaShards]:
+    """Every replica of every deployed model, in model order."""
+    return [ReplicaShards(name, option.tp, option.mps_pct, gpus)
+            for name, options, held in zip(plan.models.name, plan.replicas, plan.replica_placement)
+            for option, gpus in zip(options, held)]
+
+
 def stack_shards(axes, instance: Instance, plan: Plan, colors, amount, text: str, capacity: float) -> None:
-    """One bar per GPU, a segment per shard on it in model order, each labelled when tall enough."""
+    """One bar per GPU, a segment per shard on it in model order (a box per shard of every replica), each
+    labelled when tall enough."""
     bottoms = np.zeros(instance.gpu_count)
-    for row in deployed(plan).itertuples():
+    for row in replica_shards(plan):
         gpus = list(row.gpus)
         height = amount(row)
         axes.bar(gpus, height, bottom=bottoms[gpus], color=colors[row.name], edgecolor="white", width=0.6)

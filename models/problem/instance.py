@@ -758,7 +758,7 @@ MAX_PROMPTS = 10_000_000
 def check_limits(instance: Instance, path: Path) -> None:
     """One line per limit of SPEC section 5."""
     widest = max(instance.models, key=lambda model: len(instance.options(model)))
-    choices = sum(len(instance.options(model)) for model in instance.models)
+    choices = sum(len(instance.options(model)) * model.max_replicas for model in instance.models)
     check_limit(instance.gpu_count, MAX_GPUS, f"{path}: field 'cluster.gpu_count'", "GPUs")
     check_limit(len(instance.models), MAX_MODELS, f"{path}: [[models]]", "models")
     check_limit(len(instance.options(widest)), MAX_OPTIONS, f"{path}: model {shown(widest.name)}",
