@@ -11,7 +11,8 @@ from models.evaluation.evaluate import evaluate_plan
 from models.methods.brute_force import solve_enumerate
 from models.methods.exact import solve_exact
 from models.problem.instance import InputError, Option, load_instance
-from models.problem.plan import Infeasible
+from models.problem.moves import Replanning, running_shards
+from models.problem.plan import Infeasible, read_plan, write_plan
 from models.output.export import servers, write_export
 from models.output.router import WeightedSplit, build_router
 from models.problem.realized import realized_routing
@@ -188,3 +189,45 @@ def test_router_splits_a_model_over_its_replicas(two_replicas):
         for server in stand_ins.values():
             server.shutdown()
             server.server_close()
+
+
+# ---------------------------------------------------------------- bad input, plan files
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", '"two"', "true"])
+def test_bad_max_replicas_is_named(two_replicas, value, capsys):
+    edit(two_replicas / "instance.toml", "max_replicas = 2", f"max_replicas = {value}")
+    assert solve.main([str(two_replicas), "--method", "exact", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "instance.toml: field 'models[1].max_replicas'" in err
+
+
+def test_a_model_named_as_a_replica_is_named(two_replicas):
+    edit(two_replicas / "instance.toml", 'name = "cheap"', 'name = "strong#2"')
+    edit(two_replicas / "scores.csv", "prompt_id,cheap", "prompt_id,strong#2")
+    edit(two_replicas / "profiles.csv", "cheap,1,50,2", "strong#2,1,50,2")
+    edit(two_replicas / "profiles.csv", "cheap,1,50,8", "strong#2,1,50,8")
+    with pytest.raises(InputError, match=r"field 'models\[0\].name': 'strong#2' is the name of a replica of model "
+                                         r"'strong'"):
+        load_instance(two_replicas)
+
+
+def test_a_plan_file_with_replicas_reads_back(two_replicas, tmp_path):
+    """write_plan then read_plan (what --from does): the same replicas, GPUs, shares and numbers."""
+    instance = load_instance(two_replicas)
+    plan = solve_exact(instance)
+    write_plan(plan, tmp_path / "plan.json")
+    again = read_plan(tmp_path / "plan.json", instance)
+    assert again.replicas == plan.replicas and again.replica_placement == plan.replica_placement
+    assert [list(s) for s in again.replica_shares] == [pytest.approx(list(s)) for s in plan.replica_shares]
+    assert again.mean_ttft_ms == pytest.approx(plan.mean_ttft_ms)
+
+
+def test_replanning_keeps_the_replicas_at_a_high_move_cost(two_replicas, tmp_path):
+    """From exact's own plan, a move cost of 1 keeps every shard: 0 moves, the same quality."""
+    instance = load_instance(two_replicas)
+    plan = solve_exact(instance)
+    shards = running_shards(instance.model_names, plan.replicas, plan.replica_placement)
+    again = solve_exact(instance, replanning=Replanning(shards, 1.0))
+    assert again.changes.moves == 0 and again.quality == pytest.approx(0.75, abs=1e-6)
+    assert_returned(instance, again)
