@@ -182,7 +182,8 @@ def test_router_splits_a_model_over_its_replicas(two_replicas):
         with running(router) as client:
             for _ in range(10):
                 for prompt_id in instance.prompt_ids:
-                    assert client.post("/v1/completions", json={"prompt": "x", "prompt_id": prompt_id}).status_code == 200
+                    response = client.post("/v1/completions", json={"prompt": "x", "prompt_id": prompt_id})
+                    assert response.status_code == 200
         assert [len(stand_ins[label].bodies) for label in ("cheap", "strong#1", "strong#2")] == [0, 20, 20]
         assert {body["model"] for body in stand_ins["strong#2"].bodies} == {"strong"}
     finally:

@@ -189,14 +189,15 @@ def unit_share(m: pyo.ConcreteModel, i: int, r: int):
     return m.replica_share[i, r] if (i, r) in m.SPLIT else m.share[i]
 
 
-def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, prices_hint, segments: dict | None = None,
+def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, prices_hint,
+                     segments: dict | None = None,
                      deadline: float | None = None) -> SetupRouting | None:
     """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
 
     The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
     be close to the setup's optimal shares. Each non-convex curve is held to `segments[(model, replica)]`, or
-    by default to the segment holding the replica's even part of `shares_hint`. Fixed rows that the LP moves join the window (module
-    docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed` is raised once it
+    by default to the segment holding the replica's even part of `shares_hint`. Fixed rows that the LP moves
+    join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed` is raised once it
     passes (checked before every LP, and HiGHS gets the time left)."""
     deployed = deployed_models(setup)
     if segments is None:

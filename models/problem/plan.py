@@ -284,8 +284,8 @@ def model_row(instance: Instance, model: Model, options: Sequence[Option], gpus,
     row = {"name": model.name, "deployed": True, **parts[0]}
     if len(parts) > 1:
         share = sum(part["share"] for part in parts)
-        row.update(share=share, load_rps=sum(part["load_rps"] for part in parts),
-                   ttft_ms=sum(part["share"] * part["ttft_ms"] for part in parts) / share if share > 0 else parts[0]["ttft_ms"],
+        weighted = sum(part["share"] * part["ttft_ms"] for part in parts) / share if share > 0 else parts[0]["ttft_ms"]
+        row.update(share=share, load_rps=sum(part["load_rps"] for part in parts), ttft_ms=weighted,
                    contribution_ms=sum(part["contribution_ms"] for part in parts),
                    utilization=max(part["utilization"] for part in parts),
                    **{f"{p}_ttft_ms": max(part[f"{p}_ttft_ms"] for part in parts)

@@ -101,6 +101,7 @@ def realized_latency(instance: Instance, model, options, planned, share: float) 
     curves = [instance.curve(model, option) for option in options]
     ttfts = [latency_ms(curve, lam * part) for curve, part in zip(curves, parts)]
     ttft = sum(t * part for t, part in zip(ttfts, parts)) / share if len(parts) > 1 and share > 0 else ttfts[0]
-    contribution = sum(option_pieces(instance, model, option).contribution(part) for option, part in zip(options, parts))
+    contribution = sum(option_pieces(instance, model, option).contribution(part)
+                       for option, part in zip(options, parts))
     over = any(part > instance.capacity_rps(curve) / lam + SHARE_TOL for curve, part in zip(curves, parts))
     return ttft, contribution, over
