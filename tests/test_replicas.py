@@ -2,11 +2,13 @@
 random instances with replicas (and with a tail bound); every plan passes the evaluator and its published routing
 reproduces it; bad input in one line; export and router with replicas."""
 
-import numpy as np
+import subprocess
+import sys
+
 import pytest
 
 import solve
-from conftest import edit
+from conftest import DATA, edit
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.brute_force import solve_enumerate
 from models.methods.exact import solve_exact
@@ -232,3 +234,15 @@ def test_replanning_keeps_the_replicas_at_a_high_move_cost(two_replicas, tmp_pat
     again = solve_exact(instance, replanning=Replanning(shards, 1.0))
     assert again.changes.moves == 0 and again.quality == pytest.approx(0.75, abs=1e-6)
     assert_returned(instance, again)
+
+
+def test_the_fleet_instances_are_what_their_script_writes(tmp_path):
+    """data/make_fleet_instances.py rewrites data/fleet-32xA100 and -drift byte for byte."""
+    assert subprocess.run([sys.executable, str(DATA / "make_fleet_instances.py"), "--out", str(tmp_path)],
+                          capture_output=True).returncode == 0
+    for name in ("fleet-32xA100", "fleet-32xA100-drift"):
+        for file in ("instance.toml", "profiles.csv", "scores.csv"):
+            assert (tmp_path / name / file).read_bytes() == (DATA / name / file).read_bytes(), (name, file)
+    fleet, drift = load_instance(DATA / "fleet-32xA100"), load_instance(DATA / "fleet-32xA100-drift")
+    assert drift.name == fleet.name and drift.arrival_rate_rps == pytest.approx(1.3 * fleet.arrival_rate_rps)
+    assert fleet.has_replicas and fleet.tail_slo_ms == {"p99": 2500.0}
