@@ -246,3 +246,15 @@ def test_the_fleet_instances_are_what_their_script_writes(tmp_path):
     fleet, drift = load_instance(DATA / "fleet-32xA100"), load_instance(DATA / "fleet-32xA100-drift")
     assert drift.name == fleet.name and drift.arrival_rate_rps == pytest.approx(1.3 * fleet.arrival_rate_rps)
     assert fleet.has_replicas and fleet.tail_slo_ms == {"p99": 2500.0}
+
+
+def test_the_evaluator_checks_each_replica(two_replicas):
+    """Moving both replicas' shares onto the first overloads it (8 rps > r_K 4); a third replica is one too many."""
+    instance = load_instance(two_replicas)
+    plan = solve_exact(instance).to_dict()
+    strong = plan["models"][1]
+    strong["replicas"][0]["share"], strong["replicas"][1]["share"] = 1.0, 0.0
+    rules = {v.rule for v in evaluate_plan(instance, plan).violations}
+    assert "(5) capacity" in rules
+    strong["replicas"] += [dict(strong["replicas"][1])]
+    assert "(4.5) replicas" in {v.rule for v in evaluate_plan(instance, plan).violations}

@@ -219,7 +219,12 @@ def check_setup(instance: Instance, entries, violations: list[Violation]) -> Non
 
 
 def check_replicas(model, entry: dict, parts, violations: list[Violation]) -> None:
-    """SPEC 4.5: at most max_replicas replicas, whose shares add up to the entry's."""
+    """SPEC 4.5: at most max_replicas replicas, whose shares add up to the entry's; the entry's option and GPUs
+    are its first replica's."""
+    first = entry.get("replicas", [entry])[0]
+    if any(entry.get(key) != first.get(key) for key in ("tp", "mps_pct", "gpus")):
+        violations.append(Violation("plan format", f"model {model.name}", 1, "entries",
+                                    f"model '{model.name}': its tp, mps_pct and gpus are not its first replica's"))
     if len(parts) > model.max_replicas:
         violations.append(Violation("(4.5) replicas", f"model {model.name}", len(parts) - model.max_replicas,
                                     "replicas", f"model '{model.name}' runs {len(parts)} replicas; max_replicas "
