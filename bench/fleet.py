@@ -19,7 +19,8 @@ settings (data/fleet-32xA100/README.md has the plans):
 * heuristic: 0.876363 in 4.8 s, one replica per model, every model at tp4/mps100 (the only setup
   that uses the whole cluster's compute, the published utilization floor): above exact's incumbent at
   300 s, below its bound, so replicas can add at most 0.899422 - 0.876363 = 0.023 of quality here.
-* re-planning to the drift: see data/fleet-32xA100/README.md.
+* re-planning to the drift, --time-limit 150: no plan at C = 0.0005 or 0.005 (the MIP found none in
+  time), and exact from scratch on the drift none in 300 s, though the drift is feasible (README).
 """
 
 from __future__ import annotations
