@@ -5,6 +5,8 @@ A shard is a (model, option, GPU) triple. Against the current plan's shards S0, 
     moves(S) = |S \\ S0|,   the shards it starts (same model, same option, same GPU are kept);
 
 it stops S0 \\ S. Re-planning maximizes Q - C moves for a move cost C >= 0 (quality per shard started).
+With replicas (SPEC 4.5) two replicas of a model may run the same option on the same GPU: S is then a
+multiset, a current shard is kept once, and moves(S) = |S| - |set(S) & S0| (models/methods/exact.py, (13r)).
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ class RunningShard:
         return {"model": self.model, "tp": self.tp, "mps_pct": self.mps_pct, "gpu": self.gpu}
 
 
+def placed_shards(model_names: Sequence[str], setup: Setup | Replicas,
+                  placement: Placement | ReplicaPlacement) -> list[RunningShard]:
+    """The shards of a setup placed on GPUs, sorted: one per GPU of each replica (SPEC 4.5) of each deployed
+    model (a multiset: two replicas may run the same option on one GPU)."""
+    return sorted(RunningShard(name, option.tp, option.mps_pct, g)
+                  for name, options, held in zip(model_names, as_replicas(setup), as_replica_placement(placement))
+                  for option, gpus in zip(options, held) for g in gpus)
+
+
 def running_shards(model_names: Sequence[str], setup: Setup | Replicas,
                    placement: Placement | ReplicaPlacement) -> frozenset[RunningShard]:
-    """The shards of a setup placed on GPUs: one per GPU of each replica (SPEC 4.5) of each deployed model."""
-    return frozenset(RunningShard(name, option.tp, option.mps_pct, g)
-                     for name, options, held in zip(model_names, as_replicas(setup), as_replica_placement(placement))
-                     for option, gpus in zip(options, held) for g in gpus)
+    """The distinct shards of a setup placed on GPUs (`placed_shards` as a set)."""
+    return frozenset(placed_shards(model_names, setup, placement))
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,12 @@ class Replanning:
 
     def changes(self, model_names: Sequence[str], setup: Setup | Replicas,
                 placement: Placement | ReplicaPlacement) -> Changes:
-        new = running_shards(model_names, setup, placement)
-        return Changes(self.move_cost, tuple(sorted(self.current - new)), tuple(sorted(new - self.current)))
+        """The current shards the new plan lacks, and its shards but one of each kept current shard."""
+        placed = placed_shards(model_names, setup, placement)
+        kept = set(placed) & self.current
+        start = [shard for k, shard in enumerate(placed) if shard not in kept or shard in placed[:k]]
+        return Changes(self.move_cost, tuple(sorted(self.current - set(placed))), tuple(start))
 
     def moves(self, model_names: Sequence[str], setup: Setup | Replicas,
               placement: Placement | ReplicaPlacement) -> int:
-        return len(running_shards(model_names, setup, placement) - self.current)
+        return self.changes(model_names, setup, placement).moves
