@@ -16,6 +16,7 @@ from models.problem.instance import InputError, Option, load_instance
 from models.problem.moves import Replanning, running_shards
 from models.problem.plan import Infeasible, read_plan, write_plan
 from models.output.export import servers, write_export
+from models.output.plots import latency_panels, replica_shards
 from models.output.router import WeightedSplit, build_router
 from models.problem.realized import realized_routing
 from random_instances import write_random_instance
@@ -258,3 +259,12 @@ def test_the_evaluator_checks_each_replica(two_replicas):
     assert "(5) capacity" in rules
     strong["replicas"] += [dict(strong["replicas"][1])]
     assert "(4.5) replicas" in {v.rule for v in evaluate_plan(instance, plan).violations}
+
+
+def test_plots_draw_each_replica(two_replicas):
+    """A latency panel per replica of strong, and a GPU-map box per replica shard."""
+    instance = load_instance(two_replicas)
+    plan = solve_exact(instance)
+    assert [p.title for p in latency_panels(plan)] == ["cheap", "strong #1", "strong #2"]
+    assert sorted((s.name, s.gpus) for s in replica_shards(plan) if s.name == "strong") == [
+        ("strong", (0,)), ("strong", (1,))]

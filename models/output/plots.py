@@ -144,9 +144,33 @@ def stack_shards(axes, instance: Instance, plan: Plan, colors, amount, text: str
 # ---------------------------------------------------------------- latency curves
 
 
+class LatencyPanel(NamedTuple):
+    """A deployed model, or one replica of a model with several (SPEC 4.5, titled NAME #r), at its load."""
+
+    title: str
+    model: str
+    tp: int
+    mps_pct: int
+    load_rps: float
+    ttft_ms: float
+
+
+def latency_panels(plan: Plan) -> list[LatencyPanel]:
+    """A panel per deployed model with one replica, and per replica of a model with several."""
+    panels = []
+    for row in deployed(plan).itertuples():
+        parts = getattr(row, "replicas", ()) or ({"tp": row.tp, "mps_pct": row.mps_pct, "load_rps": row.load_rps,
+                                                  "ttft_ms": row.ttft_ms},)
+        panels += [LatencyPanel(f"{row.name} #{r}" if len(parts) > 1 else row.name, row.name, int(part["tp"]),
+                                int(part["mps_pct"]), float(part["load_rps"]), float(part["ttft_ms"]))
+                   for r, part in enumerate(parts, start=1)]
+    return panels
+
+
 def plot_latency(instance: Instance, plan: Plan) -> Figure:
-    """Per deployed model, its latency curve at its option, its operating point, its capacity and the target."""
-    rows = list(deployed(plan).itertuples())
+    """Per deployed model (per replica, SPEC 4.5), its latency curve at its option, its operating point, its
+    capacity and the target."""
+    rows = latency_panels(plan)
     columns = min(len(rows), 3)
     lines = math.ceil(len(rows) / columns)
     figure = Figure(figsize=(4.3 * columns, 3.5 * lines + 1.0), layout="constrained")
@@ -154,7 +178,7 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
     colors = model_colors(instance)
     by_name = {model.name: model for model in instance.models}
     for axes, row in zip(grid, rows):
-        draw_curve(axes, instance, row, by_name[row.name], colors[row.name])
+        draw_curve(axes, instance, row, by_name[row.model], colors[row.model])
     for axes in grid[len(rows):]:
         axes.set_visible(False)
     handles = [
@@ -179,7 +203,7 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
     return figure
 
 
-def draw_curve(axes, instance: Instance, row, model, color) -> None:
+def draw_curve(axes, instance: Instance, row: LatencyPanel, model, color) -> None:
     curve = instance.curve(model, Option(int(row.tp), int(row.mps_pct)))
     loads = np.linspace(0.0, curve.max_rate_rps, CURVE_SAMPLES)
     axes.plot(loads, [latency_ms(curve, load) for load in loads], color=color, linewidth=1.5)
@@ -197,7 +221,7 @@ def draw_curve(axes, instance: Instance, row, model, color) -> None:
         point = f"{row.load_rps:.2f} req/s: beyond capacity"
     axes.set_xlim(0, max(curve.max_rate_rps, row.load_rps) * 1.05)
     axes.set_ylim(0, top * 1.1)
-    axes.set_title(f"{row.name} ({option_label(row)})\n{point}", fontsize=10)
+    axes.set_title(f"{row.title} ({option_label(row)})\n{point}", fontsize=10)
     axes.set_xlabel("load (requests/s)")
     axes.set_ylabel("mean TTFT (ms)")
     axes.grid(alpha=0.3)
