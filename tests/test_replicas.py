@@ -12,7 +12,7 @@ from conftest import DATA, edit
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.brute_force import solve_enumerate
 from models.methods.exact import solve_exact
-from models.problem.instance import InputError, Option, load_instance
+from models.problem.instance import InputError, load_instance
 from models.problem.moves import Replanning, running_shards
 from models.problem.plan import Infeasible, read_plan, write_plan
 from models.output.export import servers, write_export

@@ -102,7 +102,8 @@ def exclude(m: pyo.ConcreteModel, setup: Setup | Replicas, segments: Segments) -
     replicas = as_replicas(setup)
     chosen = [(slots[k][r], o.tp, o.mps_pct) for k, options in enumerate(replicas) for r, o in enumerate(options)]
     used = {c[0] for c in chosen}
-    picked = [(slots[k][r], replicas[k][r].tp, replicas[k][r].mps_pct, segment) for (k, r), segment in segments.items()]
+    picked = [(slots[k][r], replicas[k][r].tp, replicas[k][r].mps_pct, segment)
+              for (k, r), segment in segments.items()]
     m.excluded.add(
         sum(m.choose[c] for c in chosen) + sum(m.seg[s] for s in picked)
         - sum(m.choose[c] for c in m.CHOICES if c[0] not in used) <= len(chosen) + len(picked) - 1)

@@ -197,8 +197,8 @@ def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, p
     The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
     be close to the setup's optimal shares. Each non-convex curve is held to `segments[(model, replica)]`, or
     by default to the segment holding the replica's even part of `shares_hint`. Fixed rows that the LP moves
-    join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed` is raised once it
-    passes (checked before every LP, and HiGHS gets the time left)."""
+    join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed`
+    is raised once it passes (checked before every LP, and HiGHS gets the time left)."""
     deployed = deployed_models(setup)
     if segments is None:
         segments = nonconvex_segments(instance, setup, shares_hint)

@@ -39,6 +39,7 @@ def first_replicas(replicas: Replicas) -> Setup:
     """Each model's first replica's option (None when not deployed): the plan entry's own option."""
     return tuple(options[0] if options else None for options in replicas)
 
+
 MEMORY_TOL_GB = 1e-9
 
 
