@@ -93,13 +93,14 @@ def test_two_replicas_beat_one(two_replicas, method):
 
 # ---------------------------------------------------------------- random instances
 
-SEEDS = range(8)
+SEEDS = range(6)
 
 
 def with_replicas(folder):
-    """The first model may run up to two replicas; the arrival rate 1.5 times as high, so that a second one
-    can pay."""
-    edit(folder / "instance.toml", 'name = "m0"\n', 'name = "m0"\nmax_replicas = 2\n')
+    """The first two models may run up to two replicas; the arrival rate 1.5 times as high, so that a second
+    one can pay."""
+    for name in ("m0", "m1"):
+        edit(folder / "instance.toml", f'name = "{name}"\n', f'name = "{name}"\nmax_replicas = 2\n')
     text = (folder / "instance.toml").read_text()
     rate = text.split("arrival_rate_rps = ")[1].split("\n")[0]
     edit(folder / "instance.toml", f"arrival_rate_rps = {rate}", f"arrival_rate_rps = {1.5 * float(rate):.2f}")
@@ -144,9 +145,9 @@ def test_exact_equals_enumerate_with_replicas(random_plans, seed, tail):
 
 
 def test_random_instances_use_replicas(random_plans):
-    """Some optimal plans run two replicas of m0 (two of the sixteen, at these seeds)."""
+    """Most optimal plans run two replicas of m0 or m1 (seven of the nine feasible, at these seeds)."""
     plans = [plan for _, plan, _ in random_plans.values() if not isinstance(plan, str)]
-    assert sum(len(plan.replicas[0]) == 2 for plan in plans) >= 2
+    assert sum(max(len(plan.replicas[0]), len(plan.replicas[1])) == 2 for plan in plans) >= 6
 
 
 # ---------------------------------------------------------------- export and router
