@@ -229,15 +229,13 @@ def build_plan(
     if routing is None:
         deployed = [k for k, options in enumerate(replicas) if options]
         routing = publish_routing(instance.scores, instance.prompt_ids, deployed, shares)
-    rows = [model_row(instance, model, options, gpus,
-                      replica_shares[k] if len(options) > 1 else (float(share),) * len(options))
-            for k, (model, options, gpus, share) in enumerate(zip(instance.models, replicas, held, shares))]
-    table = pd.DataFrame(rows)
-    if any(len(options) > 1 for options in replicas):
-        table["replicas"] = [tuple(replica_row(instance, model, *part) for part in zip(options, gpus, parts))
-                             if len(options) > 1 else ()
-                             for model, options, gpus, parts in zip(instance.models, replicas, held, replica_shares
-                                                                    or [()] * len(replicas))]
+    parts = [[replica_row(instance, model, *part)
+              for part in zip(options, gpus, replica_shares[k] if len(options) > 1 else (float(share),))]
+             for k, (model, options, gpus, share) in enumerate(zip(instance.models, replicas, held, shares))]
+    table = pd.DataFrame([model_row(instance, model, found, share)
+                          for model, found, share in zip(instance.models, parts, shares)])
+    if any(len(found) > 1 for found in parts):
+        table["replicas"] = [tuple(found) if len(found) > 1 else () for found in parts]
     return Plan(
         instance=instance.name,
         method=method,
@@ -272,15 +270,16 @@ def replica_row(instance: Instance, model: Model, option: Option, gpus: Sequence
     }
 
 
-def model_row(instance: Instance, model: Model, options: Sequence[Option], gpus, shares: Sequence[float]) -> dict:
-    """A model's row: its one replica's numbers; with several (SPEC 4.5) the first replica's option and GPUs,
-    the sums of the shares, loads and contributions, the share-weighted mean TTFT, and the largest utilization
-    and percentiles (the replicas' own are in `replicas`); NaN and no GPUs when not deployed."""
-    if not options:
-        return {"name": model.name, "deployed": False, "tp": None, "mps_pct": None, "gpus": (), "share": 0.0,
-                "load_rps": 0.0, "ttft_ms": float("nan"), "contribution_ms": 0.0, "utilization": float("nan"),
+def model_row(instance: Instance, model: Model, parts: list[dict], share: float) -> dict:
+    """A model's row from its replicas' rows (`replica_row`): its one replica's numbers; with several (SPEC 4.5)
+    the first replica's option and GPUs, the sums of the shares, loads and contributions, the share-weighted
+    mean TTFT, and the largest utilization and percentiles (the replicas' own are in `replicas`); NaN and no
+    GPUs when not deployed (with the `share` given, which the evaluator checks is 0)."""
+    if not parts:
+        return {"name": model.name, "deployed": False, "tp": None, "mps_pct": None, "gpus": (),
+                "share": float(share), "load_rps": instance.arrival_rate_rps * float(share),
+                "ttft_ms": float("nan"), "contribution_ms": 0.0, "utilization": float("nan"),
                 **{f"{p}_ttft_ms": float("nan") for p in instance.profiled_percentiles}}
-    parts = [replica_row(instance, model, *part) for part in zip(options, gpus, shares)]
     row = {"name": model.name, "deployed": True, **parts[0]}
     if len(parts) > 1:
         share = sum(part["share"] for part in parts)
