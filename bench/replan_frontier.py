@@ -40,7 +40,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def row(instance, label: str, plan, replanning: Replanning, seconds: float) -> dict:
-    changes = replanning.changes(instance.model_names, plan.setup, plan.placement)
+    changes = replanning.changes(instance.model_names, plan.replicas, plan.replica_placement)
     return {
         "move cost": label,
         "moves": changes.moves,
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                dataclasses.replace(instance, arrival_rate_rps=args.load_factor * instance.arrival_rate_rps))
     current, seconds = timed(solve_exact, instance, time_limit=args.time_limit)
     print(f"current plan on {instance.name}: quality {current.quality:.6f}, {seconds:.1f} s", file=sys.stderr)
-    shards = running_shards(instance.model_names, current.setup, current.placement)
+    shards = running_shards(instance.model_names, current.replicas, current.replica_placement)
     try:
         scratch, seconds = timed(solve_exact, drifted, time_limit=args.time_limit)
     except Infeasible as err:

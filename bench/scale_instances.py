@@ -185,11 +185,14 @@ def copied_calibration(count: int, seed: int) -> Calibration:
 
 
 def write_folder(folder: Path, name: str, description: str, gpus: int, rate: float, target: float,
-                 tp_options, models: list[str], profiles: pd.DataFrame, scores: pd.DataFrame) -> Path:
-    """instance.toml, profiles.csv and scores.csv in `folder`."""
+                 tp_options, models: list[str], profiles: pd.DataFrame, scores: pd.DataFrame,
+                 workload: dict | None = None, max_replicas: dict | None = None,
+                 header: str = "# Written by bench/scale_instances.py at run time; see its docstring.") -> Path:
+    """instance.toml, profiles.csv and scores.csv in `folder`; `workload` adds fields to [workload] (SPEC 4.6),
+    `max_replicas` gives models more than one replica (SPEC 4.5)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# Written by bench/scale_instances.py at run time; see its docstring.",
+        header,
         f'name = "{name}"',
         f'description = "{description}"',
         "",
@@ -201,6 +204,7 @@ def write_folder(folder: Path, name: str, description: str, gpus: int, rate: flo
         "[workload]",
         f"arrival_rate_rps = {rate!r}",
         f"slo_mean_ttft_ms = {target!r}",
+        *(f"{key} = {value!r}" for key, value in (workload or {}).items()),
         "",
         "[setup_options]",
         f"tp = [{', '.join(map(str, tp_options))}]",
@@ -209,6 +213,7 @@ def write_folder(folder: Path, name: str, description: str, gpus: int, rate: flo
     for model in models:
         lines += ["", "[[models]]", f'name = "{model}"', f"weights_gb = {WEIGHTS_GB[base_of(model)]!r}",
                   f"kv_cache_gb = {KV_CACHE_GB!r}", "required = true"]
+        lines += [f"max_replicas = {max_replicas[model]}"] if (max_replicas or {}).get(model, 1) > 1 else []
     lines += ["", "[files]", 'profiles = "profiles.csv"', 'scores = "scores.csv"']
     (folder / "instance.toml").write_text("\n".join(lines) + "\n")
     profiles.to_csv(folder / "profiles.csv", index=False, lineterminator="\n")

@@ -1,13 +1,14 @@
 """docs/formulation.md: its worked example's numbers are what the planner computes on data/tiny,
 and its constraint table names the model's components."""
 
+import dataclasses
 import re
 
 import pytest
 
 from conftest import REPO
 from models.methods.exact import add_move_cost, build_joint_mip, solve_exact
-from models.problem.moves import Replanning
+from models.problem.moves import Replanning, RunningShard
 
 DOC = (REPO / "docs" / "formulation.md").read_text()
 
@@ -47,9 +48,17 @@ def replanning_form(tiny):
     return m
 
 
+def replicas_form(tiny):
+    """The per-GPU MIP of tiny with up to two replicas of each model (SPEC 4.5), re-planning."""
+    replicas = dataclasses.replace(tiny, models=tuple(dataclasses.replace(m, max_replicas=2) for m in tiny.models))
+    m = build_joint_mip(replicas, placement="per-gpu")
+    add_move_cost(m, Replanning(frozenset({RunningShard("small", 2, 50, 0)}), 0.1))
+    return m
+
+
 def test_constraint_table_names_real_components(tiny):
     forms = [build_joint_mip(tiny), build_joint_mip(tiny, per_prompt=True),
-             build_joint_mip(tiny, placement="per-gpu"), replanning_form(tiny)]
+             build_joint_mip(tiny, placement="per-gpu"), replanning_form(tiny), replicas_form(tiny)]
     names = set(re.findall(r"`(\w+)(?:\[[^`]*\])?`", DOC.split("## Objective and constraints", 1)[1]
                            .split("Notes on the constraints", 1)[0]))
     assert names, "no component names found"

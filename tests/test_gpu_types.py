@@ -83,7 +83,7 @@ def test_an_untyped_plan_is_unchanged(tiny):
 
 def test_mip_places_shards_only_on_their_type(typed):
     m = build_joint_mip(typed, placement="per-gpu")
-    assert all(g in typed.gpu_type_named(slot[3]).gpus for slot in m.SLOTS for g in [slot[4]])
+    assert all(g in typed.gpu_type_named(slot[3]).gpus for slot in m.PLACES for g in [slot[4]])
     assert len(m.gpu_order) == 2  # one per pair of neighbouring GPUs of one type
     patterns = build_joint_mip(typed)
     assert len(patterns.gpu_count) == 2  # (3p) per type

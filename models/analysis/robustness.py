@@ -68,10 +68,21 @@ def robustness(instance: Instance, plan: Plan, window: int = DEFAULT_WINDOW, sam
     loads = window_loads(instance, plan, window, samples, seed)
     p95, p99 = np.percentile(loads, [95, 99], axis=0)
     rows = [{"name": model.name, "planned_load_rps": float(row.load_rps), "p95_load_rps": float(p95[k]),
-             "p99_load_rps": float(p99[k]), "max_rate_rps": instance.curve(model, option).max_rate_rps}
-            for k, (model, option, row) in enumerate(zip(instance.models, plan.setup, plan.models.itertuples()))
-            if option is not None]
+             "p99_load_rps": float(p99[k]), "max_rate_rps": model_max_rate(instance, model, options, shares)}
+            for k, (model, options, shares, row) in enumerate(zip(instance.models, plan.replicas, plan.replica_shares,
+                                                                  plan.models.itertuples()))
+            if options]
     return Robustness(window, samples, seed, pd.DataFrame(rows))
+
+
+def model_max_rate(instance: Instance, model, options, shares) -> float:
+    """The model's load at which a replica reaches its r_K, the router splitting it in proportion to the
+    replicas' shares (SPEC 4.5): r_K itself for one replica."""
+    total = sum(shares)
+    if len(options) == 1 or total <= 0:
+        return instance.curve(model, options[0]).max_rate_rps
+    return min(instance.curve(model, option).max_rate_rps * total / share
+               for option, share in zip(options, shares) if share > 0)
 
 
 def format_robustness(result: Robustness, arrival_rate_rps: float) -> str:

@@ -306,7 +306,8 @@ def current_replanning(args, instance):
     from models.problem.plan import read_plan
 
     current = read_plan(args.from_plan, instance)
-    return Replanning(running_shards(instance.model_names, current.setup, current.placement), args.move_cost or 0.0)
+    return Replanning(running_shards(instance.model_names, current.replicas, current.replica_placement),
+                      args.move_cost or 0.0)
 
 
 def subcommand(name: str):

@@ -56,6 +56,11 @@ cost of the GPUs holding a shard is recomputed and compared with the plan's
 `cost_per_hour`; under the cost objective the evaluated quality must be at
 least min_quality (to RELATIVE_TOL).
 
+Replicas (SPEC 4.5): an entry with `replicas` is checked replica by replica: each one's option, its
+tp distinct GPUs, its memory and compute share on them, its capacity at its own load, its tail
+percentiles and its own contribution H(share), which add up to the model's; their shares add up to the
+entry's, and there are at most max_replicas of them. The routing and the quality are on the models.
+
 Capacity (5) is checked against (1 - headroom) r_K (SPEC 4.1). Each tail bound (SPEC 4.6) is checked
 at each deployed model's load, with the percentile interpolated here from the profiled column (flat
 below r_1), and the percentiles a plan reports are compared with these. When the plan
@@ -202,6 +207,16 @@ def gpu_kinds(instance: Instance) -> list[tuple[str, float, float | None]]:
     return [(t.name, t.memory_gb, t.cost_per_hour) for t in instance.gpu_types for _ in range(t.count)]
 
 
+def replica_parts(entry: dict | None) -> list[tuple[Option, list[int], float]]:
+    """A deployed entry's replicas as (option, GPUs, share): its `replicas` (SPEC 4.5), or the entry itself;
+    none when it is not deployed."""
+    if deployed_option(entry) is None:
+        return []
+    return [(Option(int(part["tp"]), int(part["mps_pct"]), str(part.get("gpu_type") or entry.get("gpu_type") or "")),
+             [int(g) for g in part.get("gpus", [])],
+             float(part.get("share", 0))) for part in entry.get("replicas", [entry])]
+
+
 def check_setup(instance: Instance, entries, violations: list[Violation]) -> None:
     """(1) one profiled option per required model; undeployed models take no GPU and no traffic."""
     for model, entry in zip(instance.models, entries):
@@ -214,12 +229,33 @@ def check_setup(instance: Instance, entries, violations: list[Violation]) -> Non
                 violations.append(Violation("(1) deployment", f"model {model.name}", 1, "models",
                                             f"undeployed model '{model.name}' has GPUs or traffic"))
             continue
-        allowed = option.tp in instance.tp_options and option.mps_pct in instance.mps_options
-        if not allowed or (model.name, option) not in instance.curves:
-            on = f" on GPU type '{option.gpu_type}'" if option.gpu_type or instance.gpu_types else ""
-            violations.append(Violation("(1) deployment", f"model {model.name}", 1, "options",
-                                        f"model '{model.name}' uses tp={option.tp}, mps_pct={option.mps_pct}{on}, "
-                                        "which has no latency curve in setup_options"))
+        parts = replica_parts(entry)
+        for option, _, _ in parts:
+            allowed = option.tp in instance.tp_options and option.mps_pct in instance.mps_options
+            if not allowed or (model.name, option) not in instance.curves:
+                on = f" on GPU type '{option.gpu_type}'" if option.gpu_type or instance.gpu_types else ""
+                violations.append(Violation("(1) deployment", f"model {model.name}", 1, "options",
+                                            f"model '{model.name}' uses tp={option.tp}, mps_pct={option.mps_pct}{on}, "
+                                            "which has no latency curve in setup_options"))
+        check_replicas(model, entry, parts, violations)
+
+
+def check_replicas(model, entry: dict, parts, violations: list[Violation]) -> None:
+    """SPEC 4.5: at most max_replicas replicas, whose shares add up to the entry's; the entry's option and GPUs
+    are its first replica's."""
+    first = entry.get("replicas", [entry])[0]
+    if any(entry.get(key) != first.get(key) for key in ("tp", "mps_pct", "gpus")):
+        violations.append(Violation("plan format", f"model {model.name}", 1, "entries",
+                                    f"model '{model.name}': its tp, mps_pct and gpus are not its first replica's"))
+    if len(parts) > model.max_replicas:
+        violations.append(Violation("(4.5) replicas", f"model {model.name}", len(parts) - model.max_replicas,
+                                    "replicas", f"model '{model.name}' runs {len(parts)} replicas; max_replicas "
+                                    f"is {model.max_replicas}"))
+    total = sum(share for _, _, share in parts)
+    if abs(total - float(entry.get("share", 0))) > SHARE_TOL:
+        violations.append(Violation("(4.5) replicas", f"model {model.name}", abs(total - float(entry["share"])),
+                                    "share", f"model '{model.name}': its replicas' shares add up to {total:.9f}, "
+                                    f"not its share {entry['share']}"))
 
 
 def check_placement(instance: Instance, entries, violations: list[Violation]) -> None:
@@ -228,20 +264,17 @@ def check_placement(instance: Instance, entries, violations: list[Violation]) ->
     memory = np.zeros(len(kinds))
     compute = np.zeros(len(kinds))
     for model, entry in zip(instance.models, entries):
-        option = deployed_option(entry)
-        if option is None:
-            continue
-        gpus = [int(g) for g in entry.get("gpus", [])]
-        mine = [g for g, kind in enumerate(kinds) if kind[0] == option.gpu_type]
-        valid = [g for g in set(gpus) if g in mine]
-        if len(gpus) != option.tp or len(set(gpus)) != len(gpus) or len(valid) != len(gpus):
-            of_type = f" of type '{option.gpu_type}'" if option.gpu_type else ""
-            violations.append(Violation("(2) shards", f"model {model.name}", abs(len(valid) - option.tp) or 1, "GPUs",
-                                        f"model '{model.name}' at tp={option.tp} is on GPUs {gpus}: "
-                                        f"needs {option.tp} distinct GPUs{of_type} among {mine}"))
-        for g in valid:
-            memory[g] += model.weights_gb / option.tp + model.kv_cache_gb
-            compute[g] += option.mps_pct
+        for option, gpus, _ in replica_parts(entry):
+            mine = [g for g, kind in enumerate(kinds) if kind[0] == option.gpu_type]
+            valid = [g for g in set(gpus) if g in mine]
+            if len(gpus) != option.tp or len(set(gpus)) != len(gpus) or len(valid) != len(gpus):
+                of_type = f" of type '{option.gpu_type}'" if option.gpu_type else ""
+                violations.append(Violation("(2) shards", f"model {model.name}", abs(len(valid) - option.tp) or 1,
+                                            "GPUs", f"model '{model.name}' at tp={option.tp} is on GPUs {gpus}: "
+                                            f"needs {option.tp} distinct GPUs{of_type} among {mine}"))
+            for g in valid:
+                memory[g] += model.weights_gb / option.tp + model.kv_cache_gb
+                compute[g] += option.mps_pct
     for g, (_, capacity, _) in enumerate(kinds):
         if memory[g] > capacity + MEMORY_TOL_GB:
             violations.append(Violation("(3) memory", f"GPU {g}", memory[g] - capacity, "GB",
@@ -271,51 +304,69 @@ def check_shares(instance: Instance, entries, violations: list[Violation]) -> np
 
 
 def latency_table(instance: Instance, entries, shares, violations: list[Violation]) -> pd.DataFrame:
-    """Per model: load, interpolated TTFT and contribution H to the mean TTFT; capacity (5) checked."""
-    lam = instance.arrival_rate_rps
+    """Per model: load, TTFT and contribution H to the mean TTFT, summed over its replicas (SPEC 4.5; the TTFT
+    their load-weighted mean); capacity (5) checked per replica."""
     rows = []
     for k, (model, entry) in enumerate(zip(instance.models, entries)):
-        option = deployed_option(entry)
         share = 0.0 if shares is None else float(shares[k])
-        curve = instance.curves.get((model.name, option)) if option else None
-        load = lam * share
-        if curve is None:
-            rows.append({"name": model.name, "load_rps": load, "ttft_ms": np.nan,
+        parts = replica_parts(entry)
+        curves = [instance.curves.get((model.name, option)) for option, _, _ in parts]
+        if not parts or None in curves:
+            rows.append({"name": model.name, "load_rps": instance.arrival_rate_rps * share, "ttft_ms": np.nan,
                          "contribution_ms": 0.0 if share == 0 else np.inf})
             continue
-        rates, ttfts = np.array(curve.rates_rps), np.array(curve.ttfts_ms)
-        limit = (1 - instance.headroom) * rates[-1]
-        if load > limit * (1 + RELATIVE_TOL):
-            violations.append(Violation("(5) capacity", f"model {model.name}", load - limit, "requests/s",
-                                        f"model '{model.name}' gets {load:.3f} requests/s; it may carry {limit:g} "
-                                        f"((1 - headroom {instance.headroom:g}) x r_K {rates[-1]:g})"))
-            rows.append({"name": model.name, "load_rps": load, "ttft_ms": np.inf, "contribution_ms": np.inf})
-            continue
-        knots_w = np.concatenate([[0.0], rates / lam])
-        knots_h = knots_w * np.concatenate([[0.0], ttfts])
-        rows.append({
-            "name": model.name,
-            "load_rps": load,
-            "ttft_ms": float(np.interp(load, rates, ttfts)),
-            "contribution_ms": float(np.interp(share, knots_w, knots_h)),
-        })
+        replicas = [replica_latency(instance, model, curve, part, violations)
+                    for curve, part in zip(curves, replica_shares(entry, parts, share))]
+        load = sum(r["load_rps"] for r in replicas)
+        ttft = (sum(r["load_rps"] * r["ttft_ms"] for r in replicas) / load if len(replicas) > 1 and load > 0
+                else replicas[0]["ttft_ms"])
+        rows.append({"name": model.name, "load_rps": load, "ttft_ms": ttft,
+                     "contribution_ms": sum(r["contribution_ms"] for r in replicas)})
     return pd.DataFrame(rows)
 
 
+def replica_shares(entry: dict, parts, share: float) -> list[float]:
+    """Each replica's share of the model's (normalized) `share`: its own, scaled as the model's was."""
+    if len(parts) == 1:
+        return [share]
+    total = float(entry.get("share", 0))
+    return [part * share / total if total > 0 else 0.0 for _, _, part in parts]
+
+
+def replica_latency(instance: Instance, model, curve, share: float, violations: list[Violation]) -> dict:
+    """One replica at `share`: load, interpolated TTFT and contribution H; capacity (5) checked."""
+    lam = instance.arrival_rate_rps
+    load = lam * share
+    rates, ttfts = np.array(curve.rates_rps), np.array(curve.ttfts_ms)
+    limit = (1 - instance.headroom) * rates[-1]
+    if load > limit * (1 + RELATIVE_TOL):
+        violations.append(Violation("(5) capacity", f"model {model.name}", load - limit, "requests/s",
+                                    f"model '{model.name}' gets {load:.3f} requests/s; it may carry {limit:g} "
+                                    f"((1 - headroom {instance.headroom:g}) x r_K {rates[-1]:g})"))
+        return {"load_rps": load, "ttft_ms": np.inf, "contribution_ms": np.inf}
+    knots_w = np.concatenate([[0.0], rates / lam])
+    knots_h = knots_w * np.concatenate([[0.0], ttfts])
+    return {"load_rps": load, "ttft_ms": float(np.interp(load, rates, ttfts)),
+            "contribution_ms": float(np.interp(share, knots_w, knots_h))}
+
+
 def tail_percentiles(instance: Instance, entries, shares) -> dict[tuple[str, str], float]:
-    """(model, percentile) -> the profiled TTFT percentile at the model's load, for every deployed model with a
-    curve and every percentile column the profiles have: linear between profiled loads, the first value below."""
+    """(model, percentile) -> the profiled TTFT percentile at the model's load (the largest over its replicas, each
+    at its own load), for every deployed model with curves and every percentile column the profiles have:
+    linear between profiled loads, the first value below."""
     lam = instance.arrival_rate_rps
     found = {}
     for k, (model, entry) in enumerate(zip(instance.models, entries)):
-        option = deployed_option(entry)
-        curve = instance.curves.get((model.name, option)) if option else None
-        if curve is None or shares is None:
+        parts = replica_parts(entry)
+        curves = [instance.curves.get((model.name, option)) for option, _, _ in parts]
+        if not parts or None in curves or shares is None:
             continue
+        loads = [lam * part for part in replica_shares(entry, parts, float(shares[k]))]
         for p in ("p95", "p99"):
-            column = getattr(curve, f"{p}_ttfts_ms")
-            if column:
-                found[(model.name, p)] = float(np.interp(lam * shares[k], curve.rates_rps, column))
+            columns = [getattr(curve, f"{p}_ttfts_ms") for curve in curves]
+            if all(columns):
+                found[(model.name, p)] = max(float(np.interp(load, curve.rates_rps, column))
+                                             for load, curve, column in zip(loads, curves, columns))
     return found
 
 
@@ -523,14 +574,15 @@ def report_mismatches(plan: dict, quality: float | None, mean_ttft: float) -> li
 
 
 def utilization_mismatches(instance: Instance, entries) -> list[str]:
-    """Reported utilizations against load / r_K."""
+    """Reported utilizations against load / r_K (the largest over a model's replicas, SPEC 4.5)."""
     mismatches = []
     for model, entry in zip(instance.models, entries):
-        option = deployed_option(entry)
+        parts = replica_parts(entry)
         reported = entry.get("utilization") if entry is not None else None
-        if option is None or reported is None or (model.name, option) not in instance.curves:
+        if not parts or reported is None or any((model.name, o) not in instance.curves for o, _, _ in parts):
             continue
-        utilization = float(entry.get("share", 0)) * instance.arrival_rate_rps / instance.curves[(model.name, option)].rates_rps[-1]
+        utilization = max(share * instance.arrival_rate_rps / instance.curves[(model.name, option)].rates_rps[-1]
+                          for option, _, share in parts)
         if abs(reported - utilization) > REPORT_TOL * max(1.0, utilization):
             mismatches.append(f"model '{model.name}' reports utilization {reported:.9f}, evaluated {utilization:.9f}")
     return mismatches

@@ -76,6 +76,8 @@ def solve_baseline(instance: Instance, name: str, time_limit: float | None = Non
                    tee: bool = False) -> Plan:
     """The best plan within the named rule; raises `Infeasible` when the rule admits none."""
     start = time.perf_counter()
+    replicas = {"replicas": "one per model: the rules allocate compute per model"} if instance.has_replicas else {}
+    instance = instance.one_replica_each()
     if name == "isolated":
         allowed, rule = isolated_options(instance), "whole GPUs per model, MPS share 100"
         without = [m.name for m in instance.models if m.required and not allowed[m.name]]
@@ -95,4 +97,4 @@ def solve_baseline(instance: Instance, name: str, time_limit: float | None = Non
     return dataclasses.replace(plan, method=name, solver=report,
                                notes={"rule": rule, "within the rule": plan.solver.status,
                                       "bound within the rule": plan.solver.bound,
-                                      "setups_evaluated": plan.notes["setups_evaluated"]})
+                                      "setups_evaluated": plan.notes["setups_evaluated"], **replicas})

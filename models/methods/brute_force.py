@@ -24,6 +24,11 @@ With the cost objective (SPEC 4.4) the plan is the cheapest placed setup
 whose optimum reaches min_quality: the setup's best quality decides whether
 it can, so the same MILP serves both objectives.
 
+Replicas (SPEC 4.5): a setup gives each model a multiset of options, one per replica (sorted: replicas
+are interchangeable). A model i with several replicas u = (i, r) has a share v[u] per replica with
+(1/N) sum_r c_r y[r,i] = sum_u v[u], and (2)-(5) hold per replica: v[u] = sum_k lam[u,k] W[u,k] and
+the SLO sums every replica's H. Every multiset of every model is tried.
+
 This is deliberately the plainest exact form, independent of `exact`'s.
 The same model with objective min sum_i H_i finds the lowest mean TTFT a
 setup can reach, which explains infeasibility.
@@ -47,7 +52,8 @@ from models.problem.instance import Instance
 from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan, slo_out_of_reach
 from models.problem.moves import Replanning
-from models.problem.setup import (Placement, Setup, count_within_compute, describe_setup, fits_gpus,
+from models.problem.setup import (Placement, ReplicaPlacement, Replicas, Setup, as_replicas, count_replica_setups,
+                                  count_within_compute, describe_setup, fits_gpus, placeable_replica_setups,
                                   placeable_setups, placement_cost)
 from models.problem.solver import SolveResult, solve_model
 
@@ -61,6 +67,7 @@ class SetupOptimum:
 
     quality: float
     shares: tuple[float, ...]
+    replica_shares: tuple[tuple[float, ...], ...] = ()  # SPEC 4.5: per model, its replicas' shares
 
 
 def merged_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,71 +75,87 @@ def merged_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(scores, axis=0, return_counts=True)
 
 
-def build_setup_milp(instance: Instance, setup: Setup, objective: str = "quality") -> pyo.ConcreteModel:
-    """The per-setup routing MILP of the module docstring (objective 'quality' or 'ttft')."""
-    deployed = [k for k, option in enumerate(setup) if option is not None]
+def build_setup_milp(instance: Instance, setup: Setup | Replicas, objective: str = "quality") -> pyo.ConcreteModel:
+    """The per-setup routing MILP of the module docstring (objective 'quality' or 'ttft'); its curve indices
+    i are the replicas (model, r) of the deployed models."""
+    replicas = as_replicas(setup)
+    deployed = [k for k, options in enumerate(replicas) if options]
+    units = [(k, r) for k in deployed for r in range(len(replicas[k]))]
     rows, counts = merged_rows(instance.scores[:, deployed])
-    pieces = {k: option_pieces(instance, instance.models[k], setup[k]) for k in deployed}
+    pieces = {u: option_pieces(instance, instance.models[u[0]], replicas[u[0]][u[1]]) for u in units}
     n = int(counts.sum())
 
     m = pyo.ConcreteModel(name=f"enumerate[{describe_setup(instance, setup)}]")
     m.MODELS = pyo.Set(initialize=deployed, doc="deployed models")
+    m.UNITS = pyo.Set(dimen=2, initialize=units, doc="curves u: the replicas (i, r) of the deployed models")
+    m.SPLIT = pyo.Set(dimen=2, within=m.UNITS, initialize=[u for u in units if len(replicas[u[0]]) > 1],
+                      doc="replicas of models with several")
     m.ROWS = pyo.RangeSet(0, len(counts) - 1, doc="distinct score rows")
-    m.POINTS = pyo.Set(m.MODELS, initialize=lambda m, i: range(len(pieces[i].shares)), doc="breakpoints k")
-    m.SEGMENTS = pyo.Set(m.MODELS, initialize=lambda m, i: range(1, len(pieces[i].shares)), doc="segments j")
-    m.PT = pyo.Set(dimen=2, initialize=[(i, k) for i in deployed for k in range(len(pieces[i].shares))])
-    m.SG = pyo.Set(dimen=2, initialize=[(i, j) for i in deployed for j in range(1, len(pieces[i].shares))])
+    m.POINTS = pyo.Set(m.UNITS, initialize=lambda m, *u: range(len(pieces[u].shares)), doc="breakpoints k")
+    m.SEGMENTS = pyo.Set(m.UNITS, initialize=lambda m, *u: range(1, len(pieces[u].shares)), doc="segments j")
+    m.PT = pyo.Set(dimen=3, initialize=[(*u, k) for u in units for k in range(len(pieces[u].shares))])
+    m.SG = pyo.Set(dimen=3, initialize=[(*u, j) for u in units for j in range(1, len(pieces[u].shares))])
     m.count = pyo.Param(m.ROWS, initialize=lambda m, r: int(counts[r]), doc="prompts in row r")
     m.score = pyo.Param(m.ROWS, m.MODELS, initialize=lambda m, r, i: float(rows[r, deployed.index(i)]),
                         doc="predicted quality s[r,i]")
-    m.share_at = pyo.Param(m.PT, initialize=lambda m, i, k: float(pieces[i].shares[k]), doc="breakpoint share W")
-    m.ttft_at = pyo.Param(m.PT, initialize=lambda m, i, k: float(pieces[i].contributions[k]),
+    m.share_at = pyo.Param(m.PT, initialize=lambda m, i, r, k: float(pieces[i, r].shares[k]),
+                           doc="breakpoint share W")
+    m.ttft_at = pyo.Param(m.PT, initialize=lambda m, i, r, k: float(pieces[i, r].contributions[k]),
                           doc="H at the breakpoint, ms")
 
     m.y = pyo.Var(m.ROWS, m.MODELS, bounds=(0, 1), doc="fraction of row r sent to model i")
     m.lam = pyo.Var(m.PT, within=pyo.NonNegativeReals, doc="convex-combination weight")
     m.seg = pyo.Var(m.SG, within=pyo.Binary, doc="segment holding the share")
+    m.replica_share = pyo.Var(m.SPLIT, within=pyo.NonNegativeReals, doc="share v[u] of a replica")
 
     m.share = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.count[r] * m.y[r, i] for r in m.ROWS) / n,
                              doc="routing share w[i]")
-    m.contribution = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.lam[i, k] * m.ttft_at[i, k] for k in m.POINTS[i]),
-                                    doc="H_i(w[i]), ms")
+    m.contribution = pyo.Expression(m.UNITS, rule=lambda m, *u: sum(m.lam[u, k] * m.ttft_at[u, k]
+                                                                    for k in m.POINTS[u]),
+                                    doc="H_u(v[u]), ms")
+
+    def unit_share(m, i, r):
+        return m.replica_share[i, r] if (i, r) in m.SPLIT else m.share[i]
 
     @m.Constraint(m.ROWS, doc="(1) every prompt is routed")
     def routed(m, r):
         return sum(m.y[r, i] for i in m.MODELS) == 1
 
-    @m.Constraint(m.MODELS, doc="(2) share lies on the curve")
-    def on_curve(m, i):
-        return m.share[i] == sum(m.lam[i, k] * m.share_at[i, k] for k in m.POINTS[i])
+    @m.Constraint(m.UNITS, doc="(2) share lies on the curve")
+    def on_curve(m, *u):
+        return unit_share(m, *u) == sum(m.lam[u, k] * m.share_at[u, k] for k in m.POINTS[u])
 
-    @m.Constraint(m.MODELS, doc="(3) convex combination")
-    def convex(m, i):
-        return sum(m.lam[i, k] for k in m.POINTS[i]) == 1
+    @m.Constraint(sorted({u[0] for u in m.SPLIT}), doc="(2) a model's share is its replicas'")
+    def replicas_carry(m, i):
+        return m.share[i] == sum(m.replica_share[u] for u in m.SPLIT if u[0] == i)
 
-    @m.Constraint(m.MODELS, doc="(3) one segment")
-    def one_segment(m, i):
-        return sum(m.seg[i, j] for j in m.SEGMENTS[i]) == 1
+    @m.Constraint(m.UNITS, doc="(3) convex combination")
+    def convex(m, *u):
+        return sum(m.lam[u, k] for k in m.POINTS[u]) == 1
+
+    @m.Constraint(m.UNITS, doc="(3) one segment")
+    def one_segment(m, *u):
+        return sum(m.seg[u, j] for j in m.SEGMENTS[u]) == 1
 
     @m.Constraint(m.PT, doc="(4) only the chosen segment's end points")
-    def adjacent(m, i, k):
-        return m.lam[i, k] <= sum(m.seg[i, j] for j in (k, k + 1) if j in m.SEGMENTS[i])
+    def adjacent(m, i, r, k):
+        return m.lam[i, r, k] <= sum(m.seg[i, r, j] for j in (k, k + 1) if j in m.SEGMENTS[i, r])
 
     if objective == "quality":
         @m.Constraint(doc="(5) mean TTFT within the target")
         def slo(m):
-            return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms
+            return sum(m.contribution[u] for u in m.UNITS) <= instance.slo_mean_ttft_ms
 
         m.quality = pyo.Objective(
             expr=sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS) / n,
             sense=pyo.maximize, doc="mean predicted quality")
     else:
-        m.mean_ttft = pyo.Objective(expr=sum(m.contribution[i] for i in m.MODELS), sense=pyo.minimize,
+        m.mean_ttft = pyo.Objective(expr=sum(m.contribution[u] for u in m.UNITS), sense=pyo.minimize,
                                     doc="mean TTFT, ms")
     return m
 
 
-def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None,
+def solve_setup_milp(instance: Instance, setup: Setup | Replicas, time_limit: float | None,
                      tee: bool = False) -> tuple[SolveResult, SetupOptimum | None]:
     """Best routing for one setup; the LP with the optimum's segments fixed checks it keeps the plans' margin."""
     m = build_setup_milp(instance, setup)
@@ -144,11 +167,15 @@ def solve_setup_milp(instance: Instance, setup: Setup, time_limit: float | None,
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(m)
     if solve_model(m, tight_lp=True).status != "optimal":
         return result, None  # the MILP met the target only within HiGHS's tolerance: no plan keeps the margin
-    shares = np.clip([pyo.value(m.share[k]) if option is not None else 0.0 for k, option in enumerate(setup)], 0, None)
-    return result, SetupOptimum(pyo.value(m.quality), tuple(shares / shares.sum()))
+    replicas = as_replicas(setup)
+    shares = np.clip([pyo.value(m.share[k]) if options else 0.0 for k, options in enumerate(replicas)], 0, None)
+    total = shares.sum()
+    parts = tuple(tuple(max(pyo.value(m.replica_share[k, r]), 0.0) / total if len(options) > 1 else shares[k] / total
+                        for r in range(len(options))) for k, options in enumerate(replicas))
+    return result, SetupOptimum(pyo.value(m.quality), tuple(shares / total), parts)
 
 
-def lowest_mean_ttft(instance: Instance, setup: Setup) -> float:
+def lowest_mean_ttft(instance: Instance, setup: Setup | Replicas) -> float:
     """The lowest mean TTFT (ms) any routing reaches on `setup`."""
     m = build_setup_milp(instance, setup, objective="ttft")
     result = solve_model(m)
@@ -168,16 +195,22 @@ def check_size(instance: Instance, setups: int, bound: bool = False) -> None:
         )
 
 
-def fewest_moves(instance: Instance, setup: Setup, replanning: Replanning) -> tuple[Placement, int]:
+def fewest_moves(instance: Instance, setup: Setup | Replicas, replanning: Replanning
+                 ) -> tuple[Placement | ReplicaPlacement, int]:
     """The placement of a placeable setup that starts the fewest shards, and how many: every placement is
-    tried, in `itertools.product` order over the models' GPU sets, and the first with the fewest is kept."""
-    gpu_sets = [list(itertools.combinations(range(instance.gpu_count), o.tp)) if o else [()] for o in setup]
+    tried, in `itertools.product` order over the models' (replicas') GPU sets, and the first with the fewest
+    is kept (in the setup's form)."""
+    replicas = as_replicas(setup)
+    gpu_sets = [list(itertools.product(*(itertools.combinations(range(instance.gpu_count), o.tp) for o in options)))
+                for options in replicas]
     count = math.prod(len(sets) for sets in gpu_sets)
     if count > PLACEMENT_LIMIT:
         raise TooLarge(f"enumerate would try {count:,} placements of {describe_setup(instance, setup)} for the "
                        f"fewest moves (> {PLACEMENT_LIMIT:,}); use --method exact")
-    placements = (p for p in itertools.product(*gpu_sets) if fits_gpus(instance, setup, p))
-    return min(((p, replanning.moves(instance.model_names, setup, p)) for p in placements), key=lambda pm: pm[1])
+    placements = (p for p in itertools.product(*gpu_sets) if fits_gpus(instance, replicas, p))
+    best, moves = min(((p, replanning.moves(instance.model_names, replicas, p)) for p in placements),
+                      key=lambda pm: pm[1])
+    return (best if replicas == setup else tuple(held[0] if held else () for held in best)), moves
 
 
 def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bool = False,
@@ -187,9 +220,13 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bo
     (SPEC 4.4) each setup is placed on the fewest GPUs of each type and the plan is the cheapest whose best
     routing reaches min_quality (then the one of highest quality)."""
     start = time.perf_counter()
-    check_size(instance, count_within_compute(instance, 0, 100 * instance.gpu_count), bound=True)
     cost = instance.objective.kind == "cost"
-    setups = list(placeable_setups(instance, cheapest=cost))
+    if instance.has_replicas:
+        check_size(instance, count_replica_setups(instance), bound=True)
+        setups = list(placeable_replica_setups(instance))
+    else:
+        check_size(instance, count_within_compute(instance, 0, 100 * instance.gpu_count), bound=True)
+        setups = list(placeable_setups(instance, cheapest=cost))
     if not setups:
         raise Infeasible("no setup fits the cluster: the required models' shards cannot all be placed on the GPUs")
     check_size(instance, len(setups))
@@ -221,7 +258,7 @@ def solve_enumerate(instance: Instance, time_limit: float | None = None, tee: bo
     report = SolverReport("time_limit" if timed_out else "optimal", seconds, None if timed_out else 0.0,
                           None if timed_out else bound)
     return build_plan(instance, "enumerate", setup, placement, routing.shares, routing.quality, report,
-                      {"setups_evaluated": len(setups)}, replanning=replanning)
+                      {"setups_evaluated": len(setups)}, replanning=replanning, replica_shares=routing.replica_shares)
 
 
 def better(instance: Instance, candidate: tuple, than: tuple) -> bool:

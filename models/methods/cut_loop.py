@@ -52,7 +52,8 @@ from models.methods.routing import SetupRouting, solve_routing_lp
 from models.problem.instance import Instance, Option
 from models.problem.moves import Replanning
 from models.problem.progress import Progress
-from models.problem.setup import Placement, Setup, placement_cost
+from models.problem.setup import (Placement, ReplicaPlacement, Replicas, Setup, as_replicas, first_replicas,
+                                  placement_cost)
 from models.problem.solver import DeadlinePassed, SolverError, make_solver, remaining, solve_model
 from models.problem.tolerances import GAP_FLOOR
 from models.problem.transport import Prompts, best_routing
@@ -60,7 +61,7 @@ from models.problem.transport import Prompts, best_routing
 CUT_SCALE = 1e4  # cut rows are scaled so that HiGHS's feasibility tolerance (1e-7) is 1e-11 in quality
 CUT_TOL = 1e-9  # relative: a MIP quality above Q by more than this makes the cut at its shares a new one
 
-Segments = dict  # model index -> the segment of its non-convex curve that holds its share
+Segments = dict  # (model index, replica) -> the segment of its non-convex curve that holds its share
 
 
 class MipInfeasible(Exception):
@@ -72,8 +73,8 @@ class SetupCandidate:
     """A plan in the making: a setup with its placement (and the hourly cost of its GPUs) and its routing LP's
     optimum; when re-planning, the placement's moves and their cost."""
 
-    setup: Setup
-    placement: Placement
+    setup: Setup | Replicas
+    placement: Placement | ReplicaPlacement
     routing: SetupRouting
     moves: int = 0
     move_cost: float = 0.0
@@ -102,34 +103,45 @@ def seed_cuts(m: pyo.ConcreteModel, prompts: Prompts, n_models: int) -> None:
         add_quality_cut(m, prompts, best_routing(prompts, shares).prices)
 
 
-def choice_of(name: str, option: Option) -> tuple:
-    """The MIP's index of a model at an option: (model, tp, mps), with the GPU type appended when there is one."""
-    return (name, option.tp, option.mps_pct, *((option.gpu_type,) if option.gpu_type else ()))
+def choice_of(slot: str, option: Option) -> tuple:
+    """The MIP's index of a replica slot (SPEC 4.5; a model's first slot is named as the model) at an option:
+    (slot, tp, mps), with the GPU type appended when there is one."""
+    return (slot, option.tp, option.mps_pct, *((option.gpu_type,) if option.gpu_type else ()))
 
 
-def exclude(m: pyo.ConcreteModel, setup: Setup, segments: Segments) -> None:
-    """A no-good cut: the MIP may not choose exactly this option (or none) for every model, with these
+def exclude(m: pyo.ConcreteModel, setup: Setup | Replicas, segments: Segments) -> None:
+    """A no-good cut: the MIP may not choose exactly these options (or none) for every replica slot, with these
     segments of its non-convex curves, again."""
-    names = list(m.MODELS)
-    chosen = [choice_of(name, o) for name, o in zip(names, setup) if o is not None]
-    undeployed = {name for name, o in zip(names, setup) if o is None}
-    picked = [(*choice_of(names[k], setup[k]), segment) for k, segment in segments.items()]
+    slots = model_slots(m)
+    replicas = as_replicas(setup)
+    chosen = [choice_of(slots[k][r], o) for k, options in enumerate(replicas) for r, o in enumerate(options)]
+    used = {c[0] for c in chosen}
+    picked = [(*choice_of(slots[k][r], replicas[k][r]), segment) for (k, r), segment in segments.items()]
     m.excluded.add(
         sum(m.choose[c] for c in chosen) + sum(m.seg[s] for s in picked)
-        - sum(m.choose[c] for c in m.CHOICES if c[0] in undeployed) <= len(chosen) + len(picked) - 1)
+        - sum(m.choose[c] for c in m.CHOICES if c[0] not in used) <= len(chosen) + len(picked) - 1)
 
 
-def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement]:
-    """The setup and a placement of the MIP's current solution (in either placement form)."""
+def model_slots(m: pyo.ConcreteModel) -> list[list[str]]:
+    """Each model's replica slots, in order (SPEC 4.5; one per model without replicas)."""
+    return [[u for u in m.SLOTS if m.slot_model[u] == i] for i in m.MODELS]
+
+
+def mip_setup(m: pyo.ConcreteModel) -> tuple[Setup, Placement] | tuple[Replicas, ReplicaPlacement]:
+    """The setup and a placement of the MIP's current solution (in either placement form); in the replica form
+    (SPEC 4.5) when the MIP has replica slots, each model's replicas in slot order."""
     choices = list(m.CHOICES)
-    chosen = {c[0]: c for c in choices if m.choose[c].value > 0.5}
-    setup = tuple(Option(*chosen[i][1:]) if i in chosen else None for i in m.MODELS)
+    chosen = [c for c in choices if m.choose[c].value > 0.5]
     if hasattr(m, "place"):
-        gpus = {c: tuple(slot[-1] for slot in m.SLOTS if slot[:-1] == c and m.place[slot].value > 0.5)
-                for c in chosen.values()}
+        gpus = {c: tuple(p[-1] for p in m.PLACES if p[:-1] == c and m.place[p].value > 0.5) for c in chosen}
     else:
-        gpus = pattern_gpus(m, choices, set(chosen.values()))
-    return setup, tuple(gpus.get(chosen.get(i), ()) for i in m.MODELS)
+        gpus = pattern_gpus(m, choices, set(chosen))
+    by_model = [[c for u in slots for c in chosen if c[0] == u] for slots in model_slots(m)]
+    replicas = tuple(tuple(Option(*c[1:]) for c in held) for held in by_model)
+    placement = tuple(tuple(gpus[c] for c in held) for held in by_model)
+    if len(m.SLOTS) > len(m.MODELS):
+        return replicas, placement
+    return first_replicas(replicas), tuple(held[0] if held else () for held in placement)
 
 
 def pattern_gpus(m: pyo.ConcreteModel, choices: list, chosen: set) -> dict:
@@ -153,9 +165,10 @@ def pattern_gpus(m: pyo.ConcreteModel, choices: list, chosen: set) -> dict:
 
 
 def mip_segments(m: pyo.ConcreteModel) -> Segments:
-    """The segment the MIP chose for each deployed model with a non-convex curve."""
+    """The segment the MIP chose for each deployed replica (model index, slot) with a non-convex curve."""
     names = list(m.MODELS)
-    return {names.index(s[0]): s[-1] for s in m.NONCONVEX_SEGMENTS if m.seg[s].value > 0.5}
+    return {(names.index(m.slot_model[s[0]]), m.slot_rank[s[0]]): s[-1] for s in m.NONCONVEX_SEGMENTS
+            if m.seg[s].value > 0.5}
 
 
 def mip_shares(m: pyo.ConcreteModel) -> np.ndarray:

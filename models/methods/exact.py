@@ -1,8 +1,9 @@
 """`exact`: the joint setup-and-routing problem as one mixed-integer program, solved by HiGHS.
 
-Sets      models i; GPUs g = 0..G-1; GPU types t with GPUs G_t (SPEC 4.4; one type without them);
-          choices c = (i, tp, mps[, t]), the options of model i with a latency curve whose shard
-          fits a GPU of the option's type t_c; segments k of H_c; GPU patterns p of each type t_p.
+Sets      models i; replica slots u of model i (SPEC 4.5: max_replicas of them, the first named as
+          the model, slot r >= 2 as NAME#r); GPUs g = 0..G-1; GPU types t with GPUs G_t (SPEC 4.4; one type
+          without them); choices c = (u, tp, mps[, t]), the options of slot u's model with a latency curve
+          whose shard fits a GPU of the option's type t_c; segments k of H_c; GPU patterns p of each type t_p.
 Data      shard_gb[c] = weights_i / tp + kv_i (GB); mps[c] (%); tp[c]; memory M_t (GB) per GPU of type t;
           kappa_t, the cost per hour of a GPU of type t; qmin, the least quality (cost objective);
           cap[c] = min(1, (1 - headroom) r_K / lam, tail[c] / lam), the largest share the option carries (5);
@@ -20,10 +21,16 @@ Variables choose[c] in {0,1}       model i runs with option c
           place[c,g] in {0,1}      a shard of choice c sits on GPU g of type t_c (per-GPU)
           used[g] in {0,1}         GPU g holds a shard (per-GPU, cost objective)
 Objective max quality; or, with the cost objective, min gpu_cost s.t. (14)
-(1) sum_{c of i} choose[c] = 1 if i is required, <= 1 otherwise
+(1) sum_{c of u} choose[c] = 1 for the first slot u of a required model, <= 1 for every other slot
+(17) replica symmetry: for consecutive slots u' = r-1, u = r of a model with options indexed 1..n,
+    sum_{c of u} choose[c] <= sum_{c of u'} choose[c]   and
+    sum_{c of u'} idx[c] choose[c] <= sum_{c of u} idx[c] choose[c] + n (1 - sum_{c of u} choose[c]).
+    The slots are interchangeable, so sorting any plan's replicas (used first, by option index)
+    keeps it feasible with the same value: no optimum is cut off. Replicas are placed per GPU, and are
+    not planned with GPU types or the cost objective (the loader refuses them together).
 Placement, per-GPU form:
-(2) sum_{g in G_{t_c}} place[c,g] = tp[c] choose[c];   sum_{c of i} place[c,g] <= 1 (one shard of a
-    model per GPU)
+(2) sum_{g in G_{t_c}} place[c,g] = tp[c] choose[c];   sum_{c of u} place[c,g] <= 1 (one shard of a
+    replica per GPU)
 (3) sum_c shard_gb[c] place[c,g] <= M_t for g of type t      memory per GPU
 (4) sum_c mps[c] place[c,g] <= 100                          compute share per GPU
 (10) GPUs of a type are identical: those holding the first model come first,
@@ -57,6 +64,8 @@ Re-planning from a running plan (SPEC 4.7, `add_move_cost`), on the per-GPU plac
 pattern form counts GPUs per content and cannot tell which GPU keeps which shard.
 Data      S0, the current plan's shards (c, g) that are still choices of this instance; C >= 0, the move cost
 (16) moves = sum_{c,g} place[c,g] - sum_{(c,g) in S0} place[c,g]      the shards started, exactly
+    with replicas (SPEC 4.5), a current shard (model, option, GPU) is kept by any slot of the model placing
+    that option there: kept[s] <= sum of those place[c,g], 0 <= kept[s] <= 1, counted once (no binary)
 Objective max quality - C moves
     (10) is dropped: GPUs that hold different shards now are no longer alike.
 
@@ -100,8 +109,9 @@ from models.problem.transport import Prompts
 
 
 def mip_choices(instance: Instance) -> list[tuple]:
-    """Choices c = (model, tp, mps), and the GPU type when the instance lists types (`choice_of`)."""
-    return [choice_of(m.name, o) for m in instance.models for o in instance.options(m)]
+    """Choices c = (slot, tp, mps), and the GPU type when the instance lists types (`choice_of`): every option of
+    every replica slot of every model (SPEC 4.5; a model's first slot is named as the model, `Model.slot_names`)."""
+    return [choice_of(slot, o) for m in instance.models for slot in m.slot_names for o in instance.options(m)]
 
 
 def choice_option(c: tuple) -> Option:
@@ -119,7 +129,7 @@ PLACEMENTS = ("patterns", "per-gpu")
 def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str = "patterns") -> pyo.ConcreteModel:
     """The MIP of the module docstring: with (11) and no cuts yet (see `add_quality_cut`), or with (12);
     placement by GPU patterns (2p)-(3p) or per GPU (2)-(4), (10)."""
-    by_name = {model.name: model for model in instance.models}
+    by_name = {slot: model for model in instance.models for slot in model.slot_names}  # slots' models
     choices = mip_choices(instance)
     pieces = {c: option_pieces(instance, by_name[c[0]], choice_option(c)) for c in choices}
     convex = [c for c in choices if pieces[c].is_convex]
@@ -128,11 +138,16 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
     m = pyo.ConcreteModel(name=f"joint[{instance.name}]")
     m.MODELS = pyo.Set(initialize=[model.name for model in instance.models], ordered=True, doc="models i")
     m.GPUS = pyo.RangeSet(0, instance.gpu_count - 1, doc="GPUs g")
+    m.SLOTS = pyo.Set(initialize=list(by_name), ordered=True, doc="replica slots of the models (SPEC 4.5)")
+    m.slot_model = pyo.Param(m.SLOTS, within=pyo.Any, initialize=lambda m, u: by_name[u].name,
+                             doc="the model a slot is a replica of")
+    m.slot_rank = pyo.Param(m.SLOTS, initialize=lambda m, u: by_name[u].slot_names.index(u),
+                            doc="r: the slot is the model's replica r + 1")
     width = 4 if instance.typed else 3  # `choice_of`
     m.CHOICES = pyo.Set(dimen=width, initialize=choices, ordered=True,
-                        doc="choices c = (model, tp, mps[, GPU type])")
-    m.USABLE = pyo.Set(initialize=[i for i in m.MODELS if any(c[0] == i for c in choices)], ordered=True,
-                       within=m.MODELS, doc="models with at least one choice")
+                        doc="choices c = (slot, tp, mps[, GPU type])")
+    m.USABLE = pyo.Set(initialize=[u for u in m.SLOTS if any(c[0] == u for c in choices)], ordered=True,
+                       within=m.SLOTS, doc="slots of models with at least one choice")
     m.CONVEX = pyo.Set(dimen=width, within=m.CHOICES, initialize=convex, doc="choices with convex H")
     m.NONCONVEX = pyo.Set(dimen=width, within=m.CHOICES, initialize=[c for c in choices if c not in convex],
                           doc="choices with non-convex H")
@@ -155,15 +170,18 @@ def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str
     m.seg = pyo.Var(m.NONCONVEX_SEGMENTS, within=pyo.Binary, doc="segment holding the share")
     m.piece = pyo.Var(m.NONCONVEX_SEGMENTS, within=pyo.NonNegativeReals, doc="share on the segment")
     m.quality = pyo.Var(bounds=(0, float(instance.scores.max(axis=1).mean())), doc="mean predicted quality")
-    m.w = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.share[c] for c in m.CHOICES if c[0] == i),
-                         doc="routing share of model i")
+    m.w = pyo.Expression(m.MODELS, rule=lambda m, i: sum(m.share[c] for c in m.CHOICES if m.slot_model[c[0]] == i),
+                         doc="routing share of model i: the sum over its replicas")
 
-    @m.Constraint(m.MODELS, doc="(1) one option per deployed model")
+    @m.Constraint(m.SLOTS, doc="(1) one option per deployed model (and at most one per further replica slot)")
     def one_option(m, i):
+        first = by_name[i].required and m.slot_rank[i] == 0
         if i not in m.USABLE:  # no option: a required model makes the MIP infeasible, an optional one stays out
-            return pyo.Constraint.Infeasible if by_name[i].required else pyo.Constraint.Skip
+            return pyo.Constraint.Infeasible if first else pyo.Constraint.Skip
         chosen = sum(m.choose[c] for c in m.CHOICES if c[0] == i)
-        return chosen == 1 if by_name[i].required else chosen <= 1
+        return chosen == 1 if first else chosen <= 1
+
+    add_slot_order(m)
 
     if placement == "patterns":
         add_pattern_placement(m, instance, by_name)
@@ -235,19 +253,19 @@ def add_objective(m: pyo.ConcreteModel, instance: Instance) -> None:
 def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> None:
     """(2)-(4) and (10): a binary per choice and GPU of the choice's type; with the cost objective, (13)."""
     m.shard_gb = pyo.Param(m.CHOICES, initialize=lambda m, *c: by_name[c[0]].shard_gb(c[1]), doc="GB per shard")
-    m.SLOTS = pyo.Set(dimen=m.CHOICES.dimen + 1, initialize=[(*c, g) for c in m.CHOICES
+    m.PLACES = pyo.Set(dimen=m.CHOICES.dimen + 1, initialize=[(*c, g) for c in m.CHOICES
                                                              for g in choice_type(instance, c).gpus],
                       doc="(c, g): GPU g is of choice c's type")
-    m.place = pyo.Var(m.SLOTS, within=pyo.Binary, doc="a shard of the choice sits on the GPU")
+    m.place = pyo.Var(m.PLACES, within=pyo.Binary, doc="a shard of the choice sits on the GPU")
     on_gpu = {g: [] for g in m.GPUS}
-    for *c, g in m.SLOTS:
+    for *c, g in m.PLACES:
         on_gpu[g].append(tuple(c))
 
     @m.Constraint(m.CHOICES, doc="(2) tp shards on distinct GPUs")
     def shards(m, *c):
         return sum(m.place[c, g] for g in choice_type(instance, c).gpus) == c[1] * m.choose[c]
 
-    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model per GPU")
+    @m.Constraint(m.USABLE, m.GPUS, doc="(2) at most one shard of a model (of each replica) per GPU")
     def one_shard_per_gpu(m, i, g):
         mine = [c for c in on_gpu[g] if c[0] == i]
         return sum(m.place[c, g] for c in mine) <= 1 if mine else pyo.Constraint.Skip
@@ -264,7 +282,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
             return pyo.Constraint.Skip
         return sum(c[2] * m.place[c, g] for c in on_gpu[g]) <= 100
 
-    first = {g: [c for c in on_gpu[g] if c[0] == instance.models[0].name] for g in m.GPUS}
+    first = {g: [c for c in on_gpu[g] if m.slot_model[c[0]] == instance.models[0].name] for g in m.GPUS}
 
     @m.Constraint(m.GPUS, doc="(10) identical GPUs: those holding the first model come first")
     def gpu_order(m, g):
@@ -275,7 +293,7 @@ def add_per_gpu_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
     if instance.objective.kind == "cost":
         m.used = pyo.Var(m.GPUS, within=pyo.Binary, doc="GPU g holds at least one shard")
 
-        @m.Constraint(m.SLOTS, doc="(13) a GPU holding a shard is used")
+        @m.Constraint(m.PLACES, doc="(13) a GPU holding a shard is used")
         def in_use(m, *slot):
             return m.used[slot[-1]] >= m.place[slot]
 
@@ -322,15 +340,56 @@ def add_pattern_placement(m: pyo.ConcreteModel, instance: Instance, by_name) -> 
                                     doc="(13p) hourly cost of the GPUs counted")
 
 
+def add_slot_order(m: pyo.ConcreteModel) -> None:
+    """(17) symmetry among a model's replica slots (SPEC 4.5): slot r is used only if slot r-1 is, and then with
+    an option of index (1..n_i, in CHOICES order) at least slot r-1's. Slots are interchangeable (the same
+    options, data and constraints), so sorting any plan's replicas this way keeps it feasible and optimal.
+    n_i, the number of options, bounds the index sum of an unused slot r; it is the only big-M, from the data."""
+    later = [u for u in m.USABLE if m.slot_rank[u] > 0]
+    before = {u: v for v, u in zip(m.SLOTS, list(m.SLOTS)[1:]) if u in later}  # the previous slot of the model
+    index = {c: 1 + [d[1:] for d in m.CHOICES if d[0] == c[0]].index(c[1:]) for c in m.CHOICES}
+
+    def used(u):
+        return sum(m.choose[c] for c in m.CHOICES if c[0] == u)
+
+    def option_index(u):
+        return sum(index[c] * m.choose[c] for c in m.CHOICES if c[0] == u)
+
+    @m.Constraint(later, doc="(17) replica slot r used only if slot r-1 is")
+    def slot_order(m, u):
+        return used(u) <= used(before[u])
+
+    @m.Constraint(later, doc="(17) consecutive used slots in option order")
+    def slot_option_order(m, u):
+        options = max(index[c] for c in m.CHOICES if c[0] == u)
+        return option_index(before[u]) <= option_index(u) + options * (1 - used(u))
+
+
 def add_move_cost(m: pyo.ConcreteModel, replanning: Replanning) -> None:
     """(16) on a per-GPU MIP: the shards started against the current plan, and the objective quality - C moves;
-    (10) dropped."""
+    (10) dropped. A current shard (model, option, GPU) is kept by any replica slot of the model that places that
+    option there; with replicas, kept[s] <= min(1, those placements) counts it once (exact, no binary)."""
     current = sorted((s.model, s.tp, s.mps_pct, s.gpu) for s in replanning.current)
-    m.CURRENT = pyo.Set(dimen=4, initialize=[s for s in current if s[:3] in m.CHOICES and s[3] in m.GPUS],
+    options = {(m.slot_model[c[0]], *c[1:]) for c in m.CHOICES}
+    m.CURRENT = pyo.Set(dimen=4, initialize=[s for s in current if s[:3] in options and s[3] in m.GPUS],
                         doc="shards (c, g) of the current plan that this instance can keep")
     m.move_cost = pyo.Param(initialize=replanning.move_cost, doc="C, quality per shard started")
-    m.moves = pyo.Expression(expr=sum(m.place[c, g] for c in m.CHOICES for g in m.GPUS)
-                             - sum(m.place[s[:3], s[3]] for s in m.CURRENT), doc="(16) shards started")
+
+    def placed_at(s):
+        return sum(m.place[c, s[3]] for c in m.CHOICES if m.slot_model[c[0]] == s[0] and c[1:] == s[1:3])
+
+    if len(m.SLOTS) > len(m.MODELS):
+        m.kept = pyo.Var(m.CURRENT, bounds=(0, 1), doc="(16) the current shard s is kept by some replica")
+
+        @m.Constraint(m.CURRENT, doc="(16) kept only where placed")
+        def kept_placed(m, *s):
+            return m.kept[s] <= placed_at(s)
+
+        kept = sum(m.kept[s] for s in m.CURRENT)
+    else:
+        kept = sum(placed_at(s) for s in m.CURRENT)
+    m.moves = pyo.Expression(expr=sum(m.place[c, g] for c in m.CHOICES for g in m.GPUS) - kept,
+                             doc="(16) shards started")
     m.gpu_order.deactivate()
     m.del_component(m.objective)
     m.objective = pyo.Objective(expr=m.quality - m.move_cost * m.moves, sense=pyo.maximize,
@@ -381,6 +440,8 @@ def solve_exact(
     form = placement
     if replanning and placement != "per-gpu":
         form, placement = "per-gpu", "per-gpu (re-planning needs to know which GPU holds which shard)"
+    elif instance.has_replicas and placement != "per-gpu":
+        form, placement = "per-gpu", "per-gpu (replicas, SPEC 4.5: a GPU pattern holds one shard per model)"
     try:
         m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
     except TooManyPatterns as err:
@@ -409,7 +470,8 @@ def solve_exact(
         m.write(write_model, io_options={"symbolic_solver_labels": True})
     return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
-                      notes, sensitivity_of(best.routing), replanning=replanning)
+                      notes, sensitivity_of(best.routing), replanning=replanning,
+                      replica_shares=best.routing.replica_shares)
 
 
 def best_quality_at_cost(m: pyo.ConcreteModel, instance: Instance, solver, prompts: Prompts, loop: CutLoop,

@@ -124,6 +124,7 @@ def solve_fixed_latency(instance: Instance, utilization_floor: float = DEFAULT_U
     report = SolverReport("heuristic" if met else "infeasible", time.perf_counter() - start)
     notes = {"routing": "believes each model runs at its zero-load TTFT; routes for quality under the target",
              "believed_mean_ttft_ms": round(believed_ttft, 3), "setups_searched": len(kept),
-             "setup": describe_setup(instance, chosen.setup)}
+             "setup": describe_setup(instance, chosen.setup),
+             **({"replicas": "one per model, as the heuristic's search"} if instance.has_replicas else {})}
     return build_plan(instance, "fixed-latency", chosen.setup, chosen.placement, shares, chosen.believed_quality,
                       report, notes)

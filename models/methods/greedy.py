@@ -62,6 +62,8 @@ def mean_ttft(instance: Instance, setup: Setup, shares: np.ndarray) -> float:
 def solve_quality_greedy(instance: Instance) -> Plan:
     """The greedy plan on its fastest placeable setup; status `infeasible` when that breaks the SLO."""
     start = time.perf_counter()
+    replicas = {"replicas": "one per model"} if instance.has_replicas else {}
+    instance = instance.one_replica_each()
     shares = greedy_shares(instance.scores)
     quality = float(instance.scores.max(axis=1).mean())
     found = fastest_setup(instance, shares) or fastest_setup(instance, shares, within_capacity=False)
@@ -76,5 +78,5 @@ def solve_quality_greedy(instance: Instance) -> Plan:
         report = SolverReport("infeasible", seconds)
     prices = [0.0 if option else None for option in setup]  # argmax s - 0: the best model, ties to the first
     return build_plan(instance, "quality-greedy", setup, placement, shares, quality, report,
-                      {"routing": "every prompt to its best model; latency ignored"},
+                      {"routing": "every prompt to its best model; latency ignored", **replicas},
                       routing=PublishedRouting.of_prices(prices, instance.scores))

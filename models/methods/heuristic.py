@@ -563,6 +563,8 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
                "price_share_mismatch": mismatch}
     notes = {**search_notes(found, seconds, computed), "setup": describe_setup(instance, best.setup),
              "repaired": best.candidate.repaired, **own}
+    if instance.has_replicas:
+        notes["replicas"] = "one per model: RouterWise's search gives each model one option (SPEC 4.5 not searched)"
     if past(deadline) and "cut_short" not in notes:
         notes["cut_short"] = "the time limit passed while the candidates' exact quality was computed"
     report = SolverReport("heuristic", time.perf_counter() - start)

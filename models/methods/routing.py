@@ -18,6 +18,11 @@ Objective max (S_F + sum_{r,i} c_r s[r,i] y[r,i] + sum_{i,j} D[i,j] x[i,j]) / N
                                            or the one segment w[i] is held to on a non-convex one
 (4) sum_i h[i] <= tau                      the SLO
 
+Replicas (SPEC 4.5): a model i with several replicas u = (i, r) has a share v[u] in [0, cap[u]] per
+replica, (5) w[i] = sum_r v[i,r], and (3) is per replica, h[u] >= a[u,k] v[u] + b[u,k]; the routing
+and its prices stay on the models (the replicas of a model have the same scores, so any routing of
+w[i] splits over them in proportion to v). A model with one replica has v = w, as above.
+
 Marginal values (envelope theorem, from the LP's duals at the optimum):
 * d quality / d tau = the SLO row's dual (per ms of target);
 * d quality / d lam (per request/s): on each segment H(w) = G(lam w) / lam, where G is the
@@ -52,7 +57,7 @@ import pyomo.environ as pyo
 
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
-from models.problem.setup import Setup
+from models.problem.setup import Replicas, Setup, as_replicas
 from models.problem.solver import DeadlinePassed, make_solver, remaining, solve_model
 from models.problem.transport import FixedRows, Prompts, best_at, best_models
 
@@ -62,7 +67,8 @@ SAMPLE_ROWS, SAMPLE_STEP = 2_000, 8  # above SAMPLE_ROWS distinct rows, prices f
 
 @dataclass(frozen=True, eq=False)
 class SetupRouting:
-    """The routing LP's optimum on one setup: quality, shares, prices (NaN for undeployed models)."""
+    """The routing LP's optimum on one setup: quality, shares, prices (NaN for undeployed models), and each
+    model's replicas' shares (SPEC 4.5; they add up to its share)."""
 
     quality: float
     shares: np.ndarray
@@ -70,38 +76,49 @@ class SetupRouting:
     window_rows: int
     quality_per_ms: float  # d quality / d target, per ms
     quality_per_rps: float  # d quality / d arrival rate, per request/s
+    replica_shares: tuple[tuple[float, ...], ...] = ()
 
 
-def deployed_models(setup: Setup) -> list[int]:
-    return [k for k, option in enumerate(setup) if option is not None]
+def deployed_models(setup: Setup | Replicas) -> list[int]:
+    return [k for k, options in enumerate(as_replicas(setup)) if options]
+
+
+def replica_units(setup: Setup | Replicas) -> list[tuple[int, int]]:
+    """(model, replica) of every replica of the deployed models, in model order."""
+    return [(k, r) for k, options in enumerate(as_replicas(setup)) for r in range(len(options))]
 
 
 def build_routing_lp(
     instance: Instance,
-    setup: Setup,
+    setup: Setup | Replicas,
     rows: np.ndarray,
     counts: np.ndarray,
     fixed_load: np.ndarray,
     fixed_value: float,
-    segments: dict[int, int],
+    segments: dict[tuple[int, int], int],
     gains: np.ndarray | None = None,
 ) -> pyo.ConcreteModel:
     """The LP of the module docstring; `rows` are window rows over the deployed models, `segments`
-    holds the segment of each deployed model with a non-convex curve, `gains` is D over the deployed
+    holds the segment of each replica (model, r) with a non-convex curve, `gains` is D over the deployed
     models (-inf where there is no move; None: no moves, as when every row is in the window)."""
-    deployed = deployed_models(setup)
-    pieces = {i: option_pieces(instance, instance.models[i], setup[i]) for i in deployed}
+    replicas = as_replicas(setup)
+    deployed = deployed_models(replicas)
+    units = replica_units(replicas)
+    split = [u for u in units if len(replicas[u[0]]) > 1]  # replicas with a share of their own
+    pieces = {u: option_pieces(instance, instance.models[u[0]], replicas[u[0]][u[1]]) for u in units}
     n = instance.prompt_count
     gains = np.full((len(deployed), len(deployed)), -np.inf) if gains is None else gains
     pairs = [(deployed[a], deployed[b]) for a, b in np.argwhere(np.isfinite(gains))]
 
-    def epigraph_segments(i):
-        return [segments[i]] if i in segments else range(len(pieces[i].slopes))
+    def epigraph_segments(u):
+        return [segments[u]] if u in segments else range(len(pieces[u].slopes))
 
     m = pyo.ConcreteModel(name="routing")
     m.MODELS = pyo.Set(initialize=deployed, doc="deployed models")
+    m.UNITS = pyo.Set(dimen=2, initialize=units, doc="replicas (i, r) of the deployed models")
+    m.SPLIT = pyo.Set(dimen=2, within=m.UNITS, initialize=split, doc="replicas of models with several")
     m.ROWS = pyo.RangeSet(0, len(counts) - 1, doc="window rows")
-    m.PIECES = pyo.Set(dimen=2, initialize=[(i, k) for i in deployed for k in epigraph_segments(i)],
+    m.PIECES = pyo.Set(dimen=3, initialize=[(*u, k) for u in units for k in epigraph_segments(u)],
                        doc="segments of H in the epigraph")
     m.PAIRS = pyo.Set(dimen=2, initialize=pairs, doc="(i, j): fixed prompts of i may move to j")
     m.count = pyo.Param(m.ROWS, initialize=lambda m, r: float(counts[r]), doc="prompts in row r")
@@ -111,30 +128,33 @@ def build_routing_lp(
                              doc="prompts fixed to model i")
     m.gain = pyo.Param(m.PAIRS, initialize=lambda m, i, j: float(gains[deployed.index(i), deployed.index(j)]),
                        doc="D[i,j]: best gain of moving a fixed prompt from i to j")
-    m.slope = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].slopes[k]), doc="ms per unit share")
-    m.intercept = pyo.Param(m.PIECES, initialize=lambda m, i, k: float(pieces[i].intercepts[k]), doc="ms")
+    m.slope = pyo.Param(m.PIECES, initialize=lambda m, i, r, k: float(pieces[i, r].slopes[k]),
+                        doc="ms per unit share")
+    m.intercept = pyo.Param(m.PIECES, initialize=lambda m, i, r, k: float(pieces[i, r].intercepts[k]), doc="ms")
 
-    def share_bounds(m, i):
-        cap = pieces[i].max_share
-        if i in segments:
-            k = segments[i]
-            return float(pieces[i].shares[k]), min(cap, float(pieces[i].shares[k + 1]))
+    def unit_bounds(u):
+        cap = pieces[u].max_share
+        if u in segments:
+            k = segments[u]
+            return float(pieces[u].shares[k]), min(cap, float(pieces[u].shares[k + 1]))
         return 0.0, cap
 
-    def bounds_scale_with_load(m, i):
+    def bounds_scale_with_load(u):
         """(lower, upper): 1 where the share bound is a profiled load over lam, 0 for 0 and the cut at 1."""
-        low, high = share_bounds(m, i)
-        at_capacity = high == pieces[i].max_share
-        return float(low > 0), float(pieces[i].max_share < 1 if at_capacity else True)
+        low, high = unit_bounds(u)
+        at_capacity = high == pieces[u].max_share
+        return float(low > 0), float(pieces[u].max_share < 1 if at_capacity else True)
 
-    m.lower_scales = pyo.Param(m.MODELS, initialize=lambda m, i: bounds_scale_with_load(m, i)[0],
-                               doc="1 if the share's lower bound is a profiled load over lam")
-    m.upper_scales = pyo.Param(m.MODELS, initialize=lambda m, i: bounds_scale_with_load(m, i)[1],
-                               doc="1 if the share's upper bound is a profiled load over lam")
+    m.lower_scales = pyo.Param(m.UNITS, initialize=lambda m, *u: bounds_scale_with_load(u)[0],
+                               doc="1 if the replica share's lower bound is a profiled load over lam")
+    m.upper_scales = pyo.Param(m.UNITS, initialize=lambda m, *u: bounds_scale_with_load(u)[1],
+                               doc="1 if the replica share's upper bound is a profiled load over lam")
     m.y = pyo.Var(m.ROWS, m.MODELS, within=pyo.NonNegativeReals, doc="fraction of row r sent to model i")
     m.move = pyo.Var(m.PAIRS, within=pyo.NonNegativeReals, doc="fixed prompts moved from i to j")
-    m.share = pyo.Var(m.MODELS, bounds=share_bounds, doc="routing share w[i]")
-    m.contribution = pyo.Var(m.MODELS, within=pyo.NonNegativeReals, doc="H_i(w[i]), ms")
+    m.share = pyo.Var(m.MODELS, bounds=lambda m, i: (0.0, None) if len(replicas[i]) > 1 else unit_bounds((i, 0)),
+                      doc="routing share w[i]")
+    m.contribution = pyo.Var(m.UNITS, within=pyo.NonNegativeReals, doc="H_u(v[u]), ms")
+    m.replica_share = pyo.Var(m.SPLIT, bounds=lambda m, *u: unit_bounds(u), doc="share v[u] of a replica")
 
     @m.Constraint(m.ROWS, doc="(1) every window prompt is routed")
     def routed(m, r):
@@ -146,12 +166,16 @@ def build_routing_lp(
         return m.share[i] == (m.fixed_load[i] + sum(m.count[r] * m.y[r, i] for r in m.ROWS) + moved) / n
 
     @m.Constraint(m.PIECES, doc="(3) TTFT contribution epigraph")
-    def epigraph(m, i, k):
-        return m.contribution[i] >= m.slope[i, k] * m.share[i] + m.intercept[i, k]
+    def epigraph(m, i, r, k):
+        return m.contribution[i, r] >= m.slope[i, r, k] * unit_share(m, i, r) + m.intercept[i, r, k]
 
     @m.Constraint(doc="(4) mean TTFT within the target")
     def slo(m):
-        return sum(m.contribution[i] for i in m.MODELS) <= instance.slo_mean_ttft_ms
+        return sum(m.contribution[u] for u in m.UNITS) <= instance.slo_mean_ttft_ms
+
+    @m.Constraint(sorted({u[0] for u in split}), doc="(5) a model's share is the sum of its replicas' shares")
+    def replicas_carry(m, i):
+        return m.share[i] == sum(m.replica_share[u] for u in m.SPLIT if u[0] == i)
 
     m.quality = pyo.Objective(
         expr=(fixed_value + sum(m.count[r] * m.score[r, i] * m.y[r, i] for r in m.ROWS for i in m.MODELS)
@@ -160,15 +184,21 @@ def build_routing_lp(
     return m
 
 
-def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint, segments: dict | None = None,
+def unit_share(m: pyo.ConcreteModel, i: int, r: int):
+    """The share of replica (i, r): its own variable when model i has several replicas, else w[i]."""
+    return m.replica_share[i, r] if (i, r) in m.SPLIT else m.share[i]
+
+
+def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, prices_hint,
+                     segments: dict | None = None,
                      deadline: float | None = None) -> SetupRouting | None:
     """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
 
     The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
-    be close to the setup's optimal shares. Each non-convex curve is held to `segments[model]`, or by
-    default to the segment holding `shares_hint`. Fixed rows that the LP moves join the window (module
-    docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed` is raised once it
-    passes (checked before every LP, and HiGHS gets the time left)."""
+    be close to the setup's optimal shares. Each non-convex curve is held to `segments[(model, replica)]`, or
+    by default to the segment holding the replica's even part of `shares_hint`. Fixed rows that the LP moves
+    join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed`
+    is raised once it passes (checked before every LP, and HiGHS gets the time left)."""
     deployed = deployed_models(setup)
     if segments is None:
         segments = nonconvex_segments(instance, setup, shares_hint)
@@ -176,7 +206,7 @@ def solve_routing_lp(instance: Instance, setup: Setup, shares_hint, prices_hint,
                         np.asarray(prices_hint, dtype=float)[deployed], segments, deadline)
 
 
-def routing_over(instance: Instance, setup: Setup, prompts: Prompts, center: np.ndarray, segments: dict,
+def routing_over(instance: Instance, setup: Setup | Replicas, prompts: Prompts, center: np.ndarray, segments: dict,
                  deadline: float | None) -> SetupRouting | None:
     """The routing LP over `prompts` (distinct rows of the deployed models' scores), its window centered
     on the prices a sample of the rows gives from `center` (`sampled_prices`)."""
@@ -202,7 +232,7 @@ def routing_over(instance: Instance, setup: Setup, prompts: Prompts, center: np.
         return setup_routing(m, instance, setup, prices, int(inside.sum()))
 
 
-def sampled_prices(instance: Instance, setup: Setup, prompts: Prompts, center: np.ndarray, segments: dict,
+def sampled_prices(instance: Instance, setup: Setup | Replicas, prompts: Prompts, center: np.ndarray, segments: dict,
                    deadline: float | None) -> np.ndarray:
     """Prices to center the window on: the routing LP's over an evenly spaced sample of one row in
     SAMPLE_STEP (each standing for the prompts of SAMPLE_STEP rows), itself solved this way, when there
@@ -233,12 +263,14 @@ def move_matrix(m: pyo.ConcreteModel, deployed: list[int], values: np.ndarray) -
     return matrix
 
 
-def nonconvex_segments(instance: Instance, setup: Setup, shares) -> dict[int, int]:
+def nonconvex_segments(instance: Instance, setup: Setup | Replicas, shares) -> dict[tuple[int, int], int]:
+    """The segment of each replica's non-convex curve that holds its even part of its model's share."""
+    replicas = as_replicas(setup)
     segments = {}
-    for i in deployed_models(setup):
-        pieces = option_pieces(instance, instance.models[i], setup[i])
+    for i, r in replica_units(replicas):
+        pieces = option_pieces(instance, instance.models[i], replicas[i][r])
         if not pieces.is_convex:
-            segments[i] = pieces.segment(float(shares[i]))
+            segments[i, r] = pieces.segment(float(shares[i]) / len(replicas[i]))
     return segments
 
 
@@ -257,24 +289,28 @@ def window_routing_lp(instance, setup, prompts: Prompts, inside, fixed: FixedRow
     return m if result.status == "optimal" else None
 
 
-def setup_routing(m: pyo.ConcreteModel, instance: Instance, setup: Setup, prices: np.ndarray,
+def setup_routing(m: pyo.ConcreteModel, instance: Instance, setup: Setup | Replicas, prices: np.ndarray,
                   window_rows: int) -> SetupRouting:
-    deployed = deployed_models(setup)
-    shares = np.zeros(len(setup))
+    replicas = as_replicas(setup)
+    deployed = deployed_models(replicas)
+    shares = np.zeros(len(replicas))
     shares[deployed] = [m.share[i].value for i in deployed]
-    all_prices = np.full(len(setup), np.nan)
+    total = shares.sum()
+    all_prices = np.full(len(replicas), np.nan)
     all_prices[deployed] = prices
-    return SetupRouting(pyo.value(m.quality), shares / shares.sum(), all_prices, window_rows,
-                        *marginal_values(m, instance.arrival_rate_rps))
+    replica_shares = tuple(tuple(pyo.value(unit_share(m, i, r)) / total for r in range(len(options)))
+                           for i, options in enumerate(replicas))
+    return SetupRouting(pyo.value(m.quality), shares / total, all_prices, window_rows,
+                        *marginal_values(m, instance.arrival_rate_rps), replica_shares)
 
 
 def marginal_values(m: pyo.ConcreteModel, lam: float) -> tuple[float, float]:
     """d quality / d tau (per ms) and d quality / d lam (per request/s); see the module docstring."""
     per_ms = m.dual[m.slo]
     per_rps = sum(m.dual[m.epigraph[k]] * m.intercept[k] for k in m.PIECES) / lam
-    for i in m.MODELS:
-        share = m.share[i]
+    for u in m.UNITS:
+        share = unit_share(m, *u)
         at_lower = abs(share.value - share.lb) <= abs(share.value - share.ub)
-        scales = m.lower_scales[i] if at_lower else m.upper_scales[i]
+        scales = m.lower_scales[u] if at_lower else m.upper_scales[u]
         per_rps -= scales * m.rc[share] * (share.lb if at_lower else share.ub) / lam
     return float(per_ms), float(per_rps)

@@ -2,12 +2,14 @@
 
 `write_export` writes into one folder:
 
-* `launch.sh`: one vLLM OpenAI-compatible server per deployed model (`vllm serve CHECKPOINT
+* `launch.sh`: one vLLM OpenAI-compatible server per deployed model, and per replica of a model with
+  several (SPEC 4.5; the server of replica r >= 1 is labelled NAME#r and serves the model's name too)
+  (`vllm serve CHECKPOINT
   --served-model-name NAME`, SPEC 4.2), on the plan's GPUs (`CUDA_VISIBLE_DEVICES`) with its
   tensor-parallel degree and MPS compute share (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`), its memory
   fraction (below), the scheduler settings the latency curves were made with (docs/latency.md: a
   4,096-token budget per iteration, 256 sequences, no chunked prefill, a 4,096-token context) and a
-  port of its own, BASE_PORT + k for the k-th deployed model. It checks that the MPS control daemon
+  port of its own, BASE_PORT + k for the k-th server. It checks that the MPS control daemon
   answers in `CUDA_MPS_PIPE_DIRECTORY`, starts the servers one at a time, each after the one before
   answers `/health` (engines profiling one GPU's memory at once mis-size their KV caches, vLLM
   issue #9198), logs each server to its own file, and on a failure or Ctrl-C stops the servers it
@@ -84,6 +86,12 @@ class ModelServer:
     share: float
     load_rps: float
     price: float
+    replica: int = 0  # SPEC 4.5: 1, 2, ... for the replicas of a model with several; 0 for a model with one
+
+    @property
+    def label(self) -> str:
+        """The server's name in logs, the launch script and the router's upstreams: NAME, or NAME#r for replica r."""
+        return f"{self.name}#{self.replica}" if self.replica else self.name
 
     @property
     def url(self) -> str:
@@ -109,21 +117,23 @@ def check_deployable(instance: Instance, plan: Plan) -> None:
 
 def servers(instance: Instance, plan: Plan, activation_gb: float = ACTIVATION_GB,
             base_port: int = BASE_PORT) -> list[ModelServer]:
-    """The deployed models in the instance's order, on ports base_port, base_port + 1, ..."""
+    """A server per replica (SPEC 4.5) of the deployed models, in the instance's order, on ports base_port,
+    base_port + 1, ..."""
     found = []
-    for model, row, price in zip(instance.models, plan.models.itertuples(), plan.prices):
-        if not row.deployed:
-            continue
-        need_gb = model.shard_gb(int(row.tp)) + activation_gb
-        scale = 10 ** FRACTION_DIGITS
-        gpu_type = getattr(row, "gpu_type", "")
-        memory_gb = instance.gpu_type_named(gpu_type).memory_gb
-        found.append(ModelServer(name=model.name, checkpoint=model.served_checkpoint, tp=int(row.tp),
-                            mps_pct=int(row.mps_pct), gpu_type=gpu_type, gpus=tuple(int(g) for g in row.gpus),
-                            port=base_port + len(found), need_gb=need_gb,
-                            memory_fraction=math.floor(need_gb / memory_gb * scale) / scale,
-                            share=float(row.share), load_rps=float(row.load_rps),
-                            price=float(price) + 0.0))  # + 0.0 turns -0.0 into 0.0
+    scale = 10 ** FRACTION_DIGITS
+    for model, options, held, shares, price in zip(instance.models, plan.replicas, plan.replica_placement,
+                                                   plan.replica_shares, plan.prices):
+        for r, (option, gpus, share) in enumerate(zip(options, held, shares)):
+            need_gb = model.shard_gb(option.tp) + activation_gb
+            memory_gb = instance.gpu_type_named(option.gpu_type).memory_gb
+            found.append(ModelServer(name=model.name, checkpoint=model.served_checkpoint, tp=option.tp,
+                                     mps_pct=option.mps_pct, gpu_type=option.gpu_type,
+                                     gpus=tuple(int(g) for g in gpus),
+                                     port=base_port + len(found), need_gb=need_gb,
+                                     memory_fraction=math.floor(need_gb / memory_gb * scale) / scale,
+                                     share=float(share), load_rps=instance.arrival_rate_rps * float(share),
+                                     price=float(price) + 0.0,  # + 0.0 turns -0.0 into 0.0
+                                     replica=r + 1 if len(options) > 1 else 0))
     return found
 
 
@@ -134,7 +144,7 @@ def check_memory(instance: Instance, found: list[ModelServer], activation_gb: fl
         total = sum(s.need_gb for s in on_gpu)
         memory_gb = instance.type_of_gpu(gpu).memory_gb
         if total > memory_gb * (1 + 1e-12):
-            names = ", ".join(s.name for s in on_gpu)
+            names = ", ".join(s.label for s in on_gpu)
             raise ExportError(
                 f"GPU {gpu}: the shards of {names} need {total:.2f} GB with a {activation_gb:g} GB activation "
                 f"allowance each, more than its {memory_gb:g} GB (the planner's memory constraint "
@@ -153,7 +163,7 @@ def serve_flags(server: ModelServer) -> list[list[str]]:
 
 def start_line(server: ModelServer) -> str:
     """`start NAME PORT setsid env GPUS MPS vllm serve ...` over a few lines of shell."""
-    lines = [["start", server.name, str(server.port), "setsid", "env",
+    lines = [["start", server.label, str(server.port), "setsid", "env",
               f"CUDA_VISIBLE_DEVICES={','.join(map(str, server.gpus))}",
               f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={server.mps_pct}"], *serve_flags(server)]
     return " \\\n    ".join(" ".join('"$HOST"' if w == "$HOST" else shlex.quote(w) for w in line) for line in lines)
@@ -275,7 +285,7 @@ def launch_script(instance: Instance, plan: Plan, found: list[ModelServer], acti
     for server in found:
         gpus = ", ".join(map(str, server.gpus))
         on = f"{server.gpu_type} " if server.gpu_type else ""
-        lines += ["", f"# {server.name}: tp{server.tp}, MPS {server.mps_pct}% on {on}GPU(s) {gpus}; "
+        lines += ["", f"# {server.label}: tp{server.tp}, MPS {server.mps_pct}% on {on}GPU(s) {gpus}; "
                       f"share {server.share:.4f} ({server.load_rps:.2f} requests/s); {server.need_gb:.2f} GB per shard",
                   start_line(server)]
     return "\n".join(lines) + "\n" + WATCH
@@ -320,7 +330,7 @@ def litellm_config(instance: Instance, plan: Plan, found: list[ModelServer]) -> 
 
 def route_command(instance: Instance, found: list[ModelServer], folder: Path) -> str:
     """`solve.py route` for the exported plan.json, naming the servers it would not find by default."""
-    moved = [f"--upstream {s.name}={s.url}" for k, s in enumerate(found) if s.port != BASE_PORT + k]
+    moved = [f"--upstream {s.label}={s.url}" for k, s in enumerate(found) if s.port != BASE_PORT + k]
     return " ".join(["python solve.py route", shlex.quote(str(folder / "plan.json")), "--instance",
                      shlex.quote(str(instance.folder)), *moved])
 
@@ -344,7 +354,7 @@ def deployment_note(instance: Instance, plan: Plan, found: list[ModelServer], ac
                     folder: Path) -> str:
     table = ["| model | checkpoint | tp | MPS share | GPUs | memory fraction | port | price | share |",
              "|---|---|---|---|---|---|---|---|---|"]
-    table += [f"| {s.name} | {s.checkpoint} | {s.tp} | {s.mps_pct}% | {gpus_cell(s)} | "
+    table += [f"| {s.label} | {s.checkpoint} | {s.tp} | {s.mps_pct}% | {gpus_cell(s)} | "
               f"{s.memory_fraction:g} | {s.port} | {s.price:.6f} | {s.share:.4f} |" for s in found]
     skipped = [row.name for row in plan.models.itertuples() if not row.deployed]
     return "\n".join([

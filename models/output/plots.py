@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -104,8 +105,9 @@ def plot_gpu_map(instance: Instance, plan: Plan) -> Figure:
     capacities = ", ".join(f"{t.name} {t.memory_gb:g} GB" for t in instance.gpu_types)
     memory.set_title(f"memory (capacity {capacities or f'{instance.gpu_memory_gb:g} GB'})", fontsize=10)
     compute.set_title("MPS compute share (capacity 100%)", fontsize=10)
-    handles = [Patch(color=colors[row.name], label=f"{row.name}: {option_label(row)}")
-               for row in deployed(plan).itertuples()]
+    handles = [Patch(color=colors[row.name], label=f"{row.name}: {' + '.join(map(option_label, group))}")
+               for row in deployed(plan).itertuples()
+               for group in [[r for r in replica_shards(plan) if r.name == row.name]]]
     handles += [Patch(facecolor="none", edgecolor="none", label=f"{row.name}: not deployed")
                 for row in plan.models.itertuples() if not row.deployed]
     handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label="GPU capacity"))
@@ -130,10 +132,28 @@ def draw_type_groups(axes, instance: Instance, capacity) -> None:
     axes.set_xlim(-0.5, instance.gpu_count - 0.5)
 
 
+class ReplicaShards(NamedTuple):
+    """One replica of a deployed model (SPEC 4.5; the model itself when it has one): its option and GPUs."""
+
+    name: str
+    tp: int
+    mps_pct: int
+    gpus: tuple[int, ...]
+    gpu_type: str = ""  # SPEC 4.4
+
+
+def replica_shards(plan: Plan) -> list[ReplicaShards]:
+    """Every replica of every deployed model, in model order."""
+    return [ReplicaShards(name, option.tp, option.mps_pct, gpus, option.gpu_type)
+            for name, options, held in zip(plan.models.name, plan.replicas, plan.replica_placement)
+            for option, gpus in zip(options, held)]
+
+
 def stack_shards(axes, instance: Instance, plan: Plan, colors, amount, text: str, capacity: float) -> None:
-    """One bar per GPU, a segment per shard on it in model order, each labelled when tall enough."""
+    """One bar per GPU, a segment per shard on it in model order (a box per shard of every replica), each
+    labelled when tall enough."""
     bottoms = np.zeros(instance.gpu_count)
-    for row in deployed(plan).itertuples():
+    for row in replica_shards(plan):
         gpus = list(row.gpus)
         height = amount(row)
         axes.bar(gpus, height, bottom=bottoms[gpus], color=colors[row.name], edgecolor="white", width=0.6)
@@ -146,9 +166,35 @@ def stack_shards(axes, instance: Instance, plan: Plan, colors, amount, text: str
 # ---------------------------------------------------------------- latency curves
 
 
+class LatencyPanel(NamedTuple):
+    """A deployed model, or one replica of a model with several (SPEC 4.5, titled NAME #r), at its load."""
+
+    title: str
+    model: str
+    tp: int
+    mps_pct: int
+    load_rps: float
+    ttft_ms: float
+    gpu_type: str = ""  # SPEC 4.4
+
+
+def latency_panels(plan: Plan) -> list[LatencyPanel]:
+    """A panel per deployed model with one replica, and per replica of a model with several."""
+    panels = []
+    for row in deployed(plan).itertuples():
+        parts = getattr(row, "replicas", ()) or ({"tp": row.tp, "mps_pct": row.mps_pct, "load_rps": row.load_rps,
+                                                  "ttft_ms": row.ttft_ms},)
+        panels += [LatencyPanel(f"{row.name} #{r}" if len(parts) > 1 else row.name, row.name, int(part["tp"]),
+                                int(part["mps_pct"]), float(part["load_rps"]), float(part["ttft_ms"]),
+                                getattr(row, "gpu_type", "") or "")
+                   for r, part in enumerate(parts, start=1)]
+    return panels
+
+
 def plot_latency(instance: Instance, plan: Plan) -> Figure:
-    """Per deployed model, its latency curve at its option, its operating point, its capacity and the target."""
-    rows = list(deployed(plan).itertuples())
+    """Per deployed model (per replica, SPEC 4.5), its latency curve at its option, its operating point, its
+    capacity and the target."""
+    rows = latency_panels(plan)
     columns = min(len(rows), 3)
     lines = math.ceil(len(rows) / columns)
     figure = Figure(figsize=(4.3 * columns, 3.5 * lines + 1.0), layout="constrained")
@@ -156,7 +202,7 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
     colors = model_colors(instance)
     by_name = {model.name: model for model in instance.models}
     for axes, row in zip(grid, rows):
-        draw_curve(axes, instance, row, by_name[row.name], colors[row.name])
+        draw_curve(axes, instance, row, by_name[row.model], colors[row.model])
     for axes in grid[len(rows):]:
         axes.set_visible(False)
     handles = [
@@ -181,8 +227,8 @@ def plot_latency(instance: Instance, plan: Plan) -> Figure:
     return figure
 
 
-def draw_curve(axes, instance: Instance, row, model, color) -> None:
-    curve = instance.curve(model, Option(int(row.tp), int(row.mps_pct), getattr(row, "gpu_type", "")))
+def draw_curve(axes, instance: Instance, row: LatencyPanel, model, color) -> None:
+    curve = instance.curve(model, Option(int(row.tp), int(row.mps_pct), row.gpu_type))
     loads = np.linspace(0.0, curve.max_rate_rps, CURVE_SAMPLES)
     axes.plot(loads, [latency_ms(curve, load) for load in loads], color=color, linewidth=1.5)
     axes.plot(curve.rates_rps, curve.ttfts_ms, color=color, marker="o", markersize=4, linestyle="none")
@@ -199,7 +245,7 @@ def draw_curve(axes, instance: Instance, row, model, color) -> None:
         point = f"{row.load_rps:.2f} req/s: beyond capacity"
     axes.set_xlim(0, max(curve.max_rate_rps, row.load_rps) * 1.05)
     axes.set_ylim(0, top * 1.1)
-    axes.set_title(f"{row.name} ({option_label(row)})\n{point}", fontsize=10)
+    axes.set_title(f"{row.title} ({option_label(row)})\n{point}", fontsize=10)
     axes.set_xlabel("load (requests/s)")
     axes.set_ylabel("mean TTFT (ms)")
     axes.grid(alpha=0.3)

@@ -21,30 +21,35 @@ def fmt(value, spec: str, missing: str = "-") -> str:
     return text.lstrip("-") if text.startswith("-") and float(text) == 0 else text
 
 
-def option_text(row) -> str:
-    on = f"{row.gpu_type} " if getattr(row, "gpu_type", None) else ""
-    return f"{on}tp{row.tp} mps{row.mps_pct}%"
+def option_text(row: dict) -> str:
+    on = f"{row['gpu_type']} " if row.get("gpu_type") else ""
+    return f"{on}tp{row['tp']} mps{row['mps_pct']}%"
 
 
 def plan_table(plan: Plan) -> pd.DataFrame:
     """One row per model: option, GPUs, share, load, TTFT (and its profiled percentiles, SPEC 4.6), H,
-    utilization (load / r_K) and price, as strings."""
+    utilization (load / r_K) and price, as strings; a model with several replicas (SPEC 4.5) shows its sums
+    (its first replica's option and GPUs) and then a row per replica, named `  #r`."""
     rows = []
     for row, price in zip(plan.models.itertuples(), plan.prices):
-        rows.append({
-            "model": row.name,
-            "option": option_text(row) if row.deployed else "not deployed",
-            "GPUs": ",".join(str(g) for g in row.gpus) or "-",
-            "share": fmt(row.share, ".4f"),
-            "load rps": fmt(row.load_rps, ".2f"),
-            "TTFT ms": fmt(row.ttft_ms, ".1f"),
-            **{column.replace("_ttft_ms", " ms"): fmt(getattr(row, column), ".1f")
-               for column in plan.percentile_columns},
-            "H ms": fmt(row.contribution_ms, ".1f"),
-            "util": fmt(row.utilization, ".3f"),
-            "price": fmt(price, ".4f"),
-        })
+        rows.append({"model": row.name, **table_cells(plan, row._asdict()), "price": fmt(price, ".4f")})
+        for r, part in enumerate(getattr(row, "replicas", ()), start=1):
+            rows.append({"model": f"  #{r}", **table_cells(plan, {**part, "deployed": True}), "price": ""})
     return pd.DataFrame(rows)
+
+
+def table_cells(plan: Plan, row: dict) -> dict:
+    """The cells of a model's or a replica's row, but its name and price."""
+    return {
+        "option": option_text(row) if row["deployed"] else "not deployed",
+        "GPUs": ",".join(str(g) for g in row["gpus"]) or "-",
+        "share": fmt(row["share"], ".4f"),
+        "load rps": fmt(row["load_rps"], ".2f"),
+        "TTFT ms": fmt(row["ttft_ms"], ".1f"),
+        **{column.replace("_ttft_ms", " ms"): fmt(row[column], ".1f") for column in plan.percentile_columns},
+        "H ms": fmt(row["contribution_ms"], ".1f"),
+        "util": fmt(row["utilization"], ".3f"),
+    }
 
 
 def format_plan(plan: Plan, evaluation: Evaluation) -> str:

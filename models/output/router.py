@@ -15,7 +15,10 @@ or, from Python, `serve(build_router(instance, read_plan(path, instance)))`. For
    deployed models, exact ties to the model listed first: `price_choices` of the published routing.
 3. The body, less `scores` and `prompt_id` and with `model` set to the chosen model's served name
    (SPEC 4.2), goes to that model's server; its status, content type and body, streamed as they
-   come, go back to the client.
+   come, go back to the client. A model with several replicas (SPEC 4.5) has a server per replica,
+   and its requests are split over them in proportion to the replicas' planned shares by smooth
+   weighted round-robin (`WeightedSplit`): deterministic, and after any n requests each replica has
+   had its proportion of them to within one request.
 
 Errors: 400 with a one-line reason (OpenAI's error object) for a body that is not a JSON object, scores
 that miss a deployed model, name an unknown one or are not numbers, or a prompt id the replay does not
@@ -113,6 +116,23 @@ def server_root(name: str, url: str) -> str:
     return url.rstrip("/")
 
 
+class WeightedSplit:
+    """Smooth weighted round-robin over a model's replicas (nginx's upstream balancing): each pick adds every
+    replica's weight w_r to its credit c_r and takes the replica of the largest credit (the first on ties),
+    whose credit then drops by W = sum_r w_r. Credits stay within (-W, W], so after n picks replica r has had
+    n w_r / W of them to within one."""
+
+    def __init__(self, labels: list[str], weights: list[float]):
+        self.labels, self.weights = labels, np.asarray(weights, dtype=float)
+        self.credit = np.zeros(len(labels))
+
+    def next(self) -> str:
+        self.credit += self.weights
+        k = int(np.argmax(self.credit))
+        self.credit[k] -= self.weights.sum()
+        return self.labels[k]
+
+
 class Router:
     """The plan's rule applied request by request, the servers it forwards to, and what it did."""
 
@@ -125,6 +145,11 @@ class Router:
         self.planned_share = dict(zip(self.names, plan.models.share))
         self.planned_load = dict(zip(self.names, plan.models.load_rps))
         self.upstreams = dict(upstreams)
+        by_model: dict[str, list] = {}
+        for server in servers(instance, plan):
+            by_model.setdefault(server.name, []).append(server)
+        self.replicas = {name: WeightedSplit([s.label for s in group], [s.share for s in group])
+                         for name, group in by_model.items()}  # SPEC 4.5: a model's servers, by share
         self.predictor = predictor
         self.rng = np.random.default_rng(seed)
         self.window_s = window_s
@@ -189,7 +214,8 @@ class Router:
             return self.reject(str(err).splitlines()[0] if str(err) else type(err).__name__)
         self.record(name)
         sent = {key: value for key, value in body.items() if key not in ROUTER_FIELDS} | {"model": name}
-        url = self.upstreams[name] + request.url.path
+        server = self.replicas[name].next()
+        url = self.upstreams[server] + request.url.path
         headers = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
         self.in_flight[name] += 1
         try:
@@ -198,7 +224,7 @@ class Router:
         except httpx.TransportError as err:
             self.in_flight[name] -= 1
             self.failed[name] += 1
-            return error_response(502, f"the server of model '{name}' at {self.upstreams[name]} did not answer "
+            return error_response(502, f"the server of model '{name}' at {self.upstreams[server]} did not answer "
                                        f"({type(err).__name__})", "upstream_error")
         return StreamingResponse(self.relay(upstream, name), status_code=upstream.status_code,
                                  headers={h: upstream.headers[h] for h in RETURNED_HEADERS if h in upstream.headers})
@@ -264,9 +290,10 @@ def error_response(status: int, message: str, kind: str) -> JSONResponse:
 def build_router(instance: Instance, plan: Plan, upstreams: Mapping[str, str] | None = None,
                  predictor: Predictor | None = None, seed: int = 0, window_s: float = WINDOW_S) -> Router:
     """A router for a deployable plan (`ExportError` otherwise). `upstreams` overrides, by model name, the
-    root URL of a model's server; the others are where `launch.sh` of the export starts them."""
+    root URL of a model's server (of a replica's, by its label NAME#r, SPEC 4.5); the others are where
+    `launch.sh` of the export starts them."""
     check_deployable(instance, plan)
-    roots = {server.name: server.url for server in servers(instance, plan)}
+    roots = {server.label: server.url for server in servers(instance, plan)}
     for name, url in (upstreams or {}).items():
         if name not in roots:
             raise RouteError(f"--upstream {name}={url}: '{name}' is not a deployed model of the plan "

@@ -80,10 +80,16 @@ class Model:
     kv_cache_gb: float
     required: bool = True
     checkpoint: str = ""  # what a server loads (a model id or a path); SPEC 4.2, default the name
+    max_replicas: int = 1  # SPEC 4.5: replicas the model may run, each with its own option, GPUs and share
 
     @property
     def served_checkpoint(self) -> str:
         return self.checkpoint or self.name
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """The names of its replica slots (SPEC 4.5): its own name for the first, NAME#r for replica r >= 2."""
+        return (self.name,) + tuple(f"{self.name}#{r}" for r in range(2, self.max_replicas + 1))
 
     def shard_gb(self, tp: int) -> float:
         """Memory one shard takes on its GPU at degree `tp` (SPEC constraint 3)."""
@@ -205,9 +211,19 @@ class Instance:
         return len(self.prompt_ids)
 
     @property
+    def has_replicas(self) -> bool:
+        """Whether some model may run more than one replica (SPEC 4.5)."""
+        return any(model.max_replicas > 1 for model in self.models)
+
+    @property
     def profiled_percentiles(self) -> tuple[str, ...]:
         """The TTFT percentiles ('p95', 'p99') whose columns the profiles have (SPEC 4.6)."""
         return tuple(p for p in TAIL_PERCENTILES if all(curve.percentile_ms(p) for curve in self.curves.values()))
+
+    def one_replica_each(self) -> Instance:
+        """The instance with max_replicas = 1 for every model (SPEC 4.5), for the methods that deploy a model
+        once."""
+        return dataclasses.replace(self, models=tuple(dataclasses.replace(m, max_replicas=1) for m in self.models))
 
     def options(self, model: Model) -> tuple[Option, ...]:
         """Options with a latency curve whose shards fit an empty GPU of their type and that meet the tail bounds
@@ -483,17 +499,17 @@ KNOWN_KEYS = {
 }
 
 
-# SPEC 4.4's keys in tables that had keys before it: accepted, and suggested when a key is close to one,
-# but not listed among the known keys of a message, which name those of an instance with one GPU type and
-# the quality objective.
-SPEC_4_4_KEYS = {"": ("objective",), "cluster": ("gpu_types",)}
+# SPEC 4.4's and 4.5's keys in tables that had keys before them: accepted, and suggested when a key is close
+# to one, but not listed among the known keys of a message, which name those of an instance with one GPU
+# type, the quality objective and one replica per model.
+EXTENSION_KEYS = {"": ("objective",), "cluster": ("gpu_types",), "models": ("max_replicas",)}
 
 
 def check_known_keys(config: dict, path: Path) -> None:
-    """Every key of every table in KNOWN_KEYS is one it lists, or one of SPEC_4_4_KEYS (a misspelt optional
+    """Every key of every table in KNOWN_KEYS is one it lists, or one of EXTENSION_KEYS (a misspelt optional
     key would otherwise be ignored, and a key of a newer SPEC planned without)."""
     for table, known in KNOWN_KEYS.items():
-        extended = known + SPEC_4_4_KEYS.get(table, ())
+        extended = known + EXTENSION_KEYS.get(table, ())
         for where, entry in tables_at(config, table):
             unknown = [key for key in entry if key not in extended]
             if unknown:
@@ -630,7 +646,12 @@ def parse_objective(config: dict, path: Path) -> Objective:
 
 
 def check_objective(instance: Instance, path: Path | str) -> None:
-    """The cost objective needs a cost per hour for every GPU type."""
+    """The cost objective needs a cost per hour for every GPU type; replicas (SPEC 4.5) are not planned with GPU
+    types or the cost objective."""
+    if instance.has_replicas and (instance.typed or instance.objective.kind == "cost"):
+        k = next(k for k, model in enumerate(instance.models) if model.max_replicas > 1)
+        raise InputError(f"{path}: field 'models[{k}].max_replicas': max_replicas > 1 is not supported with "
+                         "cluster.gpu_types or the cost objective")
     if instance.objective.kind != "cost":
         return
     if not instance.typed:
@@ -693,6 +714,8 @@ def parse_models(config: dict, path: Path) -> tuple[Model, ...]:
                 kv_cache_gb=require_number(entry, "kv_cache_gb", path, f"{where}.kv_cache_gb", positive=False),
                 required=required,
                 checkpoint=checkpoint,
+                max_replicas=require_int(entry, "max_replicas", path, f"{where}.max_replicas")
+                if "max_replicas" in entry else 1,
             )
         )
     check_unique_model_names(models, path)
@@ -710,11 +733,17 @@ def check_model_name(name: str, path: Path, where: str) -> None:
 
 
 def check_unique_model_names(models: list[Model], path: Path) -> None:
+    """Names are unique, and none is the name of another model's replica slot (NAME#r, SPEC 4.5)."""
     seen = set()
     for k, model in enumerate(models):
         if model.name in seen:
             raise InputError(f"{path}: field 'models[{k}].name': model {shown(model.name)} is listed twice")
         seen.add(model.name)
+    slots = {slot: model.name for model in models for slot in model.slot_names[1:]}
+    for k, model in enumerate(models):
+        if model.name in slots:
+            raise InputError(f"{path}: field 'models[{k}].name': {shown(model.name)} is the name of a replica of "
+                             f"model {shown(slots[model.name])} (max_replicas)")
 
 
 # ---------------------------------------------------------------- CSV checks
@@ -925,7 +954,7 @@ MAX_PROMPTS = 10_000_000
 def check_limits(instance: Instance, path: Path) -> None:
     """One line per limit of SPEC section 5."""
     widest = max(instance.models, key=lambda model: len(instance.options(model)))
-    choices = sum(len(instance.options(model)) for model in instance.models)
+    choices = sum(len(instance.options(model)) * model.max_replicas for model in instance.models)
     gpus = f"{path}: field 'cluster.{'gpu_types' if instance.typed else 'gpu_count'}'"
     check_limit(instance.gpu_count, MAX_GPUS, gpus, "GPUs")
     check_limit(len(instance.models), MAX_MODELS, f"{path}: [[models]]", "models")

@@ -5,6 +5,8 @@ A shard is a (model, option, GPU) triple. Against the current plan's shards S0, 
     moves(S) = |S \\ S0|,   the shards it starts (same model, same option, same GPU are kept);
 
 it stops S0 \\ S. Re-planning maximizes Q - C moves for a move cost C >= 0 (quality per shard started).
+With replicas (SPEC 4.5) two replicas of a model may run the same option on the same GPU: S is then a
+multiset, a current shard is kept once, and moves(S) = |S| - |set(S) & S0| (models/methods/exact.py, (13r)).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from models.problem.setup import Placement, Setup
+from models.problem.setup import Placement, ReplicaPlacement, Replicas, Setup, as_replica_placement, as_replicas
 
 
 @dataclass(frozen=True, order=True)
@@ -31,11 +33,19 @@ class RunningShard:
         return {"model": self.model, "tp": self.tp, "mps_pct": self.mps_pct, "gpu": self.gpu}
 
 
-def running_shards(model_names: Sequence[str], setup: Setup, placement: Placement) -> frozenset[RunningShard]:
-    """The shards of a setup placed on GPUs: one per GPU of each deployed model."""
-    return frozenset(RunningShard(name, option.tp, option.mps_pct, g)
-                     for name, option, gpus in zip(model_names, setup, placement) if option is not None
-                     for g in gpus)
+def placed_shards(model_names: Sequence[str], setup: Setup | Replicas,
+                  placement: Placement | ReplicaPlacement) -> list[RunningShard]:
+    """The shards of a setup placed on GPUs, sorted: one per GPU of each replica (SPEC 4.5) of each deployed
+    model (a multiset: two replicas may run the same option on one GPU)."""
+    return sorted(RunningShard(name, option.tp, option.mps_pct, g)
+                  for name, options, held in zip(model_names, as_replicas(setup), as_replica_placement(placement))
+                  for option, gpus in zip(options, held) for g in gpus)
+
+
+def running_shards(model_names: Sequence[str], setup: Setup | Replicas,
+                   placement: Placement | ReplicaPlacement) -> frozenset[RunningShard]:
+    """The distinct shards of a setup placed on GPUs (`placed_shards` as a set)."""
+    return frozenset(placed_shards(model_names, setup, placement))
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,14 @@ class Replanning:
     current: frozenset[RunningShard]
     move_cost: float
 
-    def changes(self, model_names: Sequence[str], setup: Setup, placement: Placement) -> Changes:
-        new = running_shards(model_names, setup, placement)
-        return Changes(self.move_cost, tuple(sorted(self.current - new)), tuple(sorted(new - self.current)))
+    def changes(self, model_names: Sequence[str], setup: Setup | Replicas,
+                placement: Placement | ReplicaPlacement) -> Changes:
+        """The current shards the new plan lacks, and its shards but one of each kept current shard."""
+        placed = placed_shards(model_names, setup, placement)
+        kept = set(placed) & self.current
+        start = [shard for k, shard in enumerate(placed) if shard not in kept or shard in placed[:k]]
+        return Changes(self.move_cost, tuple(sorted(self.current - set(placed))), tuple(start))
 
-    def moves(self, model_names: Sequence[str], setup: Setup, placement: Placement) -> int:
-        return len(running_shards(model_names, setup, placement) - self.current)
+    def moves(self, model_names: Sequence[str], setup: Setup | Replicas,
+              placement: Placement | ReplicaPlacement) -> int:
+        return self.changes(model_names, setup, placement).moves

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from models.problem.files import write_text
-from models.problem.instance import Instance, Option
+from models.problem.instance import Instance, Model, Option
 from models.problem.latency import latency_ms, option_pieces, percentile_ttft_ms
 from models.problem.moves import Changes, Replanning
 from models.problem.published import PublishedRouting, Split, publish_routing
-from models.problem.setup import Placement, Setup, placement_cost
+from models.problem.setup import (Placement, ReplicaPlacement, Replicas, Setup, as_replica_placement,
+                                  as_replicas, placement_cost)
 from models.problem.tolerances import SLO_TOL
 
 STATUSES = ("optimal", "time_limit", "heuristic", "infeasible")
@@ -130,6 +131,7 @@ class Plan:
                     "price": None if np.isnan(price) else float(price) + 0.0,  # + 0.0: no -0.0
                     **{column: float(getattr(row, column)) if row.deployed else None
                        for column in self.percentile_columns},
+                    **self.replicas_dict(row),
                 }
             )
         cost = {} if self.cost_per_hour is None else {"cost_per_hour": float(self.cost_per_hour)}
@@ -166,6 +168,35 @@ class Plan:
         return {"moves": self.changes.moves, "move_cost": self.changes.move_cost, "objective_value": self.objective,
                 "changes": self.changes.to_dict()}
 
+    def replicas_dict(self, row) -> dict:
+        """SPEC 4.5: `replicas` for a model with more than one, each with tp, mps_pct, gpus, share, load_rps,
+        ttft_ms and the profiled percentiles at its load."""
+        replicas = getattr(row, "replicas", ())
+        if len(replicas) < 2:
+            return {}
+        keys = ("tp", "mps_pct", "gpus", "share", "load_rps", "ttft_ms") + self.percentile_columns
+        return {"replicas": [{key: list(part[key]) if key == "gpus" else part[key] for key in keys}
+                             for part in replicas]}
+
+    @property
+    def replicas(self) -> Replicas:
+        """Every model's replicas' options (SPEC 4.5; one replica for a model with no `replicas`)."""
+        return tuple(tuple(Option(part["tp"], part["mps_pct"]) for part in row.get("replicas", ()))
+                     or ((option,) if option is not None else ())
+                     for row, option in zip(self.models.to_dict("records"), self.setup))
+
+    @property
+    def replica_placement(self) -> ReplicaPlacement:
+        """Every model's replicas' GPUs, in the order of `replicas`."""
+        return tuple(tuple(part["gpus"] for part in row.get("replicas", ())) or ((gpus,) if gpus else ())
+                     for row, gpus in zip(self.models.to_dict("records"), self.placement))
+
+    @property
+    def replica_shares(self) -> tuple[tuple[float, ...], ...]:
+        """Every model's replicas' shares, in the order of `replicas`."""
+        return tuple(tuple(part["share"] for part in row.get("replicas", ())) or ((share,) if option else ())
+                     for row, share, option in zip(self.models.to_dict("records"), self.shares, self.setup))
+
     @property
     def percentile_columns(self) -> tuple[str, ...]:
         """The TTFT percentile columns of `models` (SPEC 4.6): p95_ttft_ms, p99_ttft_ms, as profiled."""
@@ -191,8 +222,8 @@ def finite_or_none(value: float) -> float | None:
 def build_plan(
     instance: Instance,
     method: str,
-    setup: Setup,
-    placement: Placement,
+    setup: Setup | Replicas,
+    placement: Placement | ReplicaPlacement,
     shares: Sequence[float],
     quality: float,
     solver: SolverReport,
@@ -200,36 +231,23 @@ def build_plan(
     sensitivity: Mapping[str, float] | None = None,
     routing: PublishedRouting | None = None,
     replanning: Replanning | None = None,
+    replica_shares: Sequence[Sequence[float]] = (),
 ) -> Plan:
     """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves, and
     its published routing (`models/problem/published.py`) unless one is given; with `replanning`, the
-    changes from the current plan (SPEC 4.7)."""
-    lam = instance.arrival_rate_rps
+    changes from the current plan (SPEC 4.7). A setup in the replica form (SPEC 4.5) needs `replica_shares`,
+    per model its replicas' shares, for the models with more than one."""
+    replicas, held = as_replicas(setup), as_replica_placement(placement)
     if routing is None:
-        deployed = [k for k, option in enumerate(setup) if option is not None]
+        deployed = [k for k, options in enumerate(replicas) if options]
         routing = publish_routing(instance.scores, instance.prompt_ids, deployed, shares)
-    rows = []
-    for model, option, gpus, share in zip(instance.models, setup, placement, shares):
-        deployed = option is not None
-        curve = instance.curve(model, option) if deployed else None
-        rows.append(
-            {
-                "name": model.name,
-                "deployed": deployed,
-                "tp": option.tp if deployed else None,
-                "mps_pct": option.mps_pct if deployed else None,
-                "gpus": tuple(gpus),
-                "share": float(share),
-                "load_rps": lam * float(share),
-                "ttft_ms": latency_ms(curve, lam * share) if deployed else float("nan"),
-                "contribution_ms": option_pieces(instance, model, option).contribution(share) if deployed else 0.0,
-                "utilization": lam * float(share) / curve.max_rate_rps if deployed else float("nan"),
-                **{f"{p}_ttft_ms": percentile_ttft_ms(curve, p, lam * share) if deployed else float("nan")
-                   for p in instance.profiled_percentiles},
-                **({"gpu_type": option.gpu_type if deployed else None} if instance.typed else {}),
-            }
-        )
-    table = pd.DataFrame(rows)
+    parts = [[replica_row(instance, model, *part)
+              for part in zip(options, gpus, replica_shares[k] if len(options) > 1 else (float(share),))]
+             for k, (model, options, gpus, share) in enumerate(zip(instance.models, replicas, held, shares))]
+    table = pd.DataFrame([model_row(instance, model, found, share)
+                          for model, found, share in zip(instance.models, parts, shares)])
+    if any(len(found) > 1 for found in parts):
+        table["replicas"] = [tuple(found) if len(found) > 1 else () for found in parts]
     return Plan(
         instance=instance.name,
         method=method,
@@ -242,7 +260,7 @@ def build_plan(
         notes=dict(notes or {}),
         sensitivity=sensitivity,
         tail_slo_ms=dict(instance.tail_slo_ms),
-        changes=replanning.changes(instance.model_names, setup, placement) if replanning else None,
+        changes=replanning.changes(instance.model_names, replicas, held) if replanning else None,
         cost_per_hour=placement_cost(instance, placement) if has_costs(instance) else None,
         min_quality=instance.objective.min_quality if instance.objective.kind == "cost" else None,
     )
@@ -251,6 +269,48 @@ def build_plan(
 def has_costs(instance: Instance) -> bool:
     """Whether the instance lists GPU types, each with a cost per hour (SPEC 4.4)."""
     return instance.typed and all(t.cost_per_hour is not None for t in instance.gpu_types)
+
+
+def replica_row(instance: Instance, model: Model, option: Option, gpus: Sequence[int], share: float) -> dict:
+    """One replica at its option, GPUs and share: load lam v, latency L(lam v), contribution H(v), utilization
+    lam v / r_K and the profiled percentiles at its load."""
+    lam = instance.arrival_rate_rps
+    curve = instance.curve(model, option)
+    return {
+        "tp": option.tp,
+        "mps_pct": option.mps_pct,
+        "gpus": tuple(gpus),
+        "share": float(share),
+        "load_rps": lam * float(share),
+        "ttft_ms": latency_ms(curve, lam * share),
+        "contribution_ms": option_pieces(instance, model, option).contribution(share),
+        "utilization": lam * float(share) / curve.max_rate_rps,
+        **{f"{p}_ttft_ms": percentile_ttft_ms(curve, p, lam * share) for p in instance.profiled_percentiles},
+        **({"gpu_type": option.gpu_type} if instance.typed else {}),
+    }
+
+
+def model_row(instance: Instance, model: Model, parts: list[dict], share: float) -> dict:
+    """A model's row from its replicas' rows (`replica_row`): its one replica's numbers; with several (SPEC 4.5)
+    the first replica's option and GPUs, the sums of the shares, loads and contributions, the share-weighted
+    mean TTFT, and the largest utilization and percentiles (the replicas' own are in `replicas`); NaN and no
+    GPUs when not deployed (with the `share` given, which the evaluator checks is 0)."""
+    if not parts:
+        return {"name": model.name, "deployed": False, "tp": None, "mps_pct": None, "gpus": (),
+                "share": float(share), "load_rps": instance.arrival_rate_rps * float(share),
+                "ttft_ms": float("nan"), "contribution_ms": 0.0, "utilization": float("nan"),
+                **{f"{p}_ttft_ms": float("nan") for p in instance.profiled_percentiles},
+                **({"gpu_type": None} if instance.typed else {})}
+    row = {"name": model.name, "deployed": True, **parts[0]}
+    if len(parts) > 1:
+        share = sum(part["share"] for part in parts)
+        weighted = sum(part["share"] * part["ttft_ms"] for part in parts) / share if share > 0 else parts[0]["ttft_ms"]
+        row.update(share=share, load_rps=sum(part["load_rps"] for part in parts), ttft_ms=weighted,
+                   contribution_ms=sum(part["contribution_ms"] for part in parts),
+                   utilization=max(part["utilization"] for part in parts),
+                   **{f"{p}_ttft_ms": max(part[f"{p}_ttft_ms"] for part in parts)
+                      for p in instance.profiled_percentiles})
+    return row
 
 
 def write_plan(plan: Plan, path: str | Path) -> Path:
@@ -300,11 +360,31 @@ def read_plan(path: str | Path, instance: Instance) -> Plan:
                               solver.get("gap"), solver.get("bound"))
     except ValueError as err:
         raise PlanError(f"{path}: field 'solver.status': {err}") from None
-    return build_plan(instance, str(data.get("method", "")), setup,
-                      tuple(tuple(entry["gpus"]) if option else () for entry, option in zip(entries, setup)),
+    replicas = [plan_replicas(entry, instance, path) if option else () for entry, option in zip(entries, setup)]
+    return build_plan(instance, str(data.get("method", "")), tuple(tuple(o for o, _, _ in r) for r in replicas),
+                      tuple(tuple(gpus for _, gpus, _ in r) for r in replicas),
                       [plan_number(entry, "share", path, f"{entry['where']}.share") for entry in entries],
                       plan_number(data, "quality", path, "quality"), report,
-                      notes=data.get("notes") if isinstance(data.get("notes"), dict) else None, routing=routing)
+                      notes=data.get("notes") if isinstance(data.get("notes"), dict) else None, routing=routing,
+                      replica_shares=tuple(tuple(share for _, _, share in r) for r in replicas))
+
+
+def plan_replicas(entry: dict, instance: Instance, path: Path) -> tuple[tuple[Option, tuple[int, ...], float], ...]:
+    """A deployed entry's replicas (SPEC 4.5) as (option, GPUs, share): its `replicas` list, each checked as an
+    entry is, at most `max_replicas` of them; without one, the entry itself."""
+    where = entry["where"]
+    listed = entry.get("replicas")
+    if listed is None:
+        return ((plan_option(entry, instance, path), tuple(entry["gpus"]),
+                 plan_number(entry, "share", path, f"{where}.share")),)
+    most = next(model.max_replicas for model in instance.models if model.name == entry["name"])
+    if not isinstance(listed, list) or not 1 <= len(listed) <= most or not all(isinstance(r, dict) for r in listed):
+        raise PlanError(f"{path}: field '{where}.replicas': not a list of 1 to {most} replicas (max_replicas of "
+                        f"'{entry['name']}')")
+    parts = [{**part, "name": entry["name"], "deployed": True, "where": f"{where}.replicas[{r}]"}
+             for r, part in enumerate(listed)]
+    return tuple((plan_option(part, instance, path), tuple(part["gpus"]),
+                  plan_number(part, "share", path, f"{part['where']}.share")) for part in parts)
 
 
 def plan_json(path: Path) -> dict:

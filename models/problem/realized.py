@@ -78,16 +78,30 @@ def realized_routing(instance: Instance, plan: Plan) -> RealizedRouting:
     shares = fractions.mean(axis=0)
     lam = instance.arrival_rate_rps
     rows, total = [], 0.0
-    for k, (model, option) in enumerate(zip(instance.models, plan.setup)):
-        ttft, contribution, over = math.nan, 0.0, False
-        if option is not None:
-            curve = instance.curve(model, option)
-            ttft = latency_ms(curve, lam * shares[k])
-            contribution = option_pieces(instance, model, option).contribution(shares[k])
-            over = shares[k] > instance.capacity_rps(curve) / lam + SHARE_TOL
+    for k, (model, options) in enumerate(zip(instance.models, plan.replicas)):
+        ttft, contribution, over = realized_latency(instance, model, options, plan.replica_shares[k],
+                                                    float(shares[k]))
         total += contribution
-        rows.append({"name": model.name, "deployed": option is not None, "price": plan.prices[k],
+        rows.append({"name": model.name, "deployed": bool(options), "price": plan.prices[k],
                      "planned_share": plan.shares[k], "realized_share": float(shares[k]),
                      "realized_load_rps": lam * float(shares[k]), "realized_ttft_ms": ttft, "over_capacity": over})
     quality = float((fractions * instance.scores).sum(axis=1).mean())
     return RealizedRouting(pd.DataFrame(rows), plan.quality, quality, plan.mean_ttft_ms, total, plan.slo_ms)
+
+
+def realized_latency(instance: Instance, model, options, planned, share: float) -> tuple[float, float, bool]:
+    """A model's realized TTFT (load-weighted over its replicas), contribution (the sum of its replicas' H) and
+    whether a replica is over its capacity, when the router splits its realized `share` over its replicas in
+    proportion to their planned shares (SPEC 4.5); NaN, 0 and False when it is not deployed."""
+    if not options:
+        return math.nan, 0.0, False
+    lam = instance.arrival_rate_rps
+    total = sum(planned)
+    parts = [share * p / total if total > 0 else share / len(options) for p in planned] if len(options) > 1 else [share]
+    curves = [instance.curve(model, option) for option in options]
+    ttfts = [latency_ms(curve, lam * part) for curve, part in zip(curves, parts)]
+    ttft = sum(t * part for t, part in zip(ttfts, parts)) / share if len(parts) > 1 and share > 0 else ttfts[0]
+    contribution = sum(option_pieces(instance, model, option).contribution(part)
+                       for option, part in zip(options, parts))
+    over = any(part > instance.capacity_rps(curve) / lam + SHARE_TOL for curve, part in zip(curves, parts))
+    return ttft, contribution, over

@@ -9,6 +9,7 @@ compute share (4). `find_placement` searches placements exactly;
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -18,6 +19,26 @@ from models.problem.instance import GpuType, Instance, Model, Option
 
 Setup = tuple[Option | None, ...]
 Placement = tuple[tuple[int, ...], ...]  # per model, its GPUs (empty when not deployed)
+Replicas = tuple[tuple[Option, ...], ...]  # SPEC 4.5: per model, its replicas' options (empty when not deployed)
+ReplicaPlacement = tuple[tuple[tuple[int, ...], ...], ...]  # per model, per replica, its GPUs
+
+
+def as_replicas(setup: Setup | Replicas) -> Replicas:
+    """A setup in the replica form (SPEC 4.5): an option becomes one replica, None none; a replica form is
+    kept."""
+    return tuple(entry if isinstance(entry, tuple) else (() if entry is None else (entry,)) for entry in setup)
+
+
+def as_replica_placement(placement: Placement | ReplicaPlacement) -> ReplicaPlacement:
+    """A placement in the replica form: a model's GPUs become one replica's (none when not deployed)."""
+    return tuple(gpus if gpus and isinstance(gpus[0], tuple) else ((tuple(gpus),) if gpus else ())
+                 for gpus in placement)
+
+
+def first_replicas(replicas: Replicas) -> Setup:
+    """Each model's first replica's option (None when not deployed): the plan entry's own option."""
+    return tuple(options[0] if options else None for options in replicas)
+
 
 MEMORY_TOL_GB = 1e-9
 
@@ -118,36 +139,46 @@ def placeable_setups(instance: Instance, cheapest: bool = False) -> Iterator[tup
 
 def find_placement(instance: Instance, setup: Setup, usable: Sequence[int] | None = None) -> Placement | None:
     """An exact search for a placement of every deployed model's shards on GPUs of its option's type (on the
-    `usable` GPUs only, by default all of them), or None if there is none.
+    `usable` GPUs only, by default all of them), or None if there is none (`place_replicas` with one replica
+    per deployed model)."""
+    placed = place_replicas(instance, as_replicas(setup), usable)
+    return None if placed is None else tuple(gpus[0] if gpus else () for gpus in placed)
 
-    Models are placed largest first; GPUs of the same type with the same free memory and compute
+
+def place_replicas(instance: Instance, replicas: Replicas,
+                   usable: Sequence[int] | None = None) -> ReplicaPlacement | None:
+    """An exact search for a placement of every replica's shards on GPUs of its option's type (SPEC 4.5: a
+    replica's shards on distinct GPUs; two replicas may share a GPU; on the `usable` GPUs only, by default all
+    of them), or None if there is none.
+
+    Replicas are placed largest first; GPUs of the same type with the same free memory and compute
     are interchangeable, so only one of each such group is tried per step.
     """
     gpus = list(range(instance.gpu_count)) if usable is None else list(usable)
     kinds = [instance.type_of_gpu(g).name for g in gpus]
-    order = sorted(
-        (k for k, o in enumerate(setup) if o is not None),
-        key=lambda k: (-setup[k].tp, -instance.models[k].shard_gb(setup[k].tp), -setup[k].mps_pct, k),
-    )
+    units = [(k, r) for k, options in enumerate(replicas) for r in range(len(options))]
+    order = sorted(units, key=lambda u: (-replicas[u[0]][u[1]].tp, -instance.models[u[0]].shard_gb(
+        replicas[u[0]][u[1]].tp), -replicas[u[0]][u[1]].mps_pct, u))
     free_memory = [instance.type_of_gpu(g).memory_gb for g in gpus]
     free_compute = [100] * len(gpus)
-    chosen: dict[int, tuple[int, ...]] = {}
+    chosen: dict[tuple[int, int], tuple[int, ...]] = {}
     failed: set[tuple] = set()
 
     def place(step: int) -> bool:
         if step == len(order):
             return True
-        k = order[step]
+        k, r = order[step]
+        option = replicas[k][r]
         state = (step, tuple(sorted(zip(kinds, free_memory, free_compute))))
         if state in failed:
             return False
-        shard = shard_of(instance.models[k], setup[k])
-        fitting = [g for g in range(len(gpus)) if kinds[g] == setup[k].gpu_type]
-        for local in distinct_gpu_sets(free_memory, free_compute, shard, setup[k].tp, fitting):
+        shard = shard_of(instance.models[k], option)
+        fitting = [g for g in range(len(gpus)) if kinds[g] == option.gpu_type]
+        for local in distinct_gpu_sets(free_memory, free_compute, shard, option.tp, fitting):
             for g in local:
                 free_memory[g] -= shard.memory_gb
                 free_compute[g] -= shard.mps_pct
-            chosen[k] = tuple(gpus[g] for g in local)
+            chosen[k, r] = tuple(gpus[g] for g in local)
             if place(step + 1):
                 return True
             for g in local:
@@ -158,16 +189,16 @@ def find_placement(instance: Instance, setup: Setup, usable: Sequence[int] | Non
 
     if not place(0):
         return None
-    return tuple(tuple(sorted(chosen.get(k, ()))) for k in range(len(setup)))
+    return tuple(tuple(tuple(sorted(chosen[k, r])) for r in range(len(options))) for k, options in enumerate(replicas))
 
 
-def fits_gpus(instance: Instance, setup: Setup, placement: Placement) -> bool:
-    """Whether a placement puts each deployed model on `tp` distinct GPUs (2) within every GPU's memory (3)
-    and compute share (4)."""
+def fits_gpus(instance: Instance, setup: Setup | Replicas, placement: Placement | ReplicaPlacement) -> bool:
+    """Whether a placement puts each deployed model's replica on `tp` distinct GPUs (2) within every GPU's memory
+    (3) and compute share (4)."""
     memory = [0.0] * instance.gpu_count
     compute = [0] * instance.gpu_count
-    for model, option, gpus in zip(instance.models, setup, placement):
-        if option is not None:
+    for model, options, held in zip(instance.models, as_replicas(setup), as_replica_placement(placement)):
+        for option, gpus in zip(options, held):
             if len(set(gpus)) != option.tp:
                 return False
             for g in gpus:
@@ -213,14 +244,46 @@ def cheapest_placement(instance: Instance, setup: Setup) -> Placement | None:
     return tuple(gpus)
 
 
-def placement_cost(instance: Instance, placement: Placement) -> float:
+def placement_cost(instance: Instance, placement: Placement | ReplicaPlacement) -> float:
     """Hourly cost of the GPUs that hold at least one shard (SPEC 4.4; a type without a cost counts 0)."""
-    used = {g for gpus in placement for g in gpus}
+    used = {g for held in as_replica_placement(placement) for gpus in held for g in gpus}
     return float(sum(instance.type_of_gpu(g).cost_per_hour or 0.0 for g in used))
 
 
-def describe_setup(instance: Instance, setup: Setup) -> str:
-    return ", ".join(f"{m.name}={o if o else '-'}" for m, o in zip(instance.models, setup))
+def describe_setup(instance: Instance, setup: Setup | Replicas) -> str:
+    return ", ".join(f"{m.name}={'+'.join(map(str, options)) or '-'}"
+                     for m, options in zip(instance.models, as_replicas(setup)))
+
+
+# ---------------------------------------------------------------- replicas (SPEC 4.5)
+
+
+def replica_choices(instance: Instance, model: Model) -> tuple[tuple[Option, ...], ...]:
+    """A model's replica multisets: 1..max_replicas options each, sorted (replicas are interchangeable), with
+    none first when it may stay undeployed."""
+    options = instance.options(model)
+    multisets = tuple(chosen for count in range(1, model.max_replicas + 1)
+                      for chosen in itertools.combinations_with_replacement(options, count))
+    return ((),) * (not model.required) + multisets
+
+
+def placeable_replica_setups(instance: Instance) -> Iterator[tuple[Replicas, ReplicaPlacement]]:
+    """Every replica setup (some model deployed) within the cluster's totals that can be placed, with one
+    placement, in `itertools.product` order over the models' replica multisets."""
+    for replicas in itertools.product(*(replica_choices(instance, m) for m in instance.models)):
+        units = [(m, o) for m, options in zip(instance.models, replicas) for o in options]
+        memory = sum(o.tp * m.shard_gb(o.tp) for m, o in units)
+        if (not units or sum(o.compute_pct for _, o in units) > 100 * instance.gpu_count
+                or memory > instance.gpu_count * instance.gpu_memory_gb + MEMORY_TOL_GB):
+            continue
+        placement = place_replicas(instance, replicas)
+        if placement is not None:
+            yield replicas, placement
+
+
+def count_replica_setups(instance: Instance) -> int:
+    """How many replica setups `placeable_replica_setups` looks at, before the totals and the placement."""
+    return math.prod(len(replica_choices(instance, m)) for m in instance.models)
 
 
 # ---------------------------------------------------------------- GPU patterns
