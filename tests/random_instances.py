@@ -82,3 +82,13 @@ def write_random_typed_instance(folder: Path, seed: int, min_quality: float | No
         typed.append(f"{model},{tp},{mps},{float(rate) * SPEEDUP[0]:.3f},{float(ttft) * SPEEDUP[1]:.3f},B")
     (folder / "profiles.csv").write_text(header + ",gpu_type\n" + "\n".join(typed) + "\n")
     return folder
+
+
+def outcome(method, instance, **options):
+    """A method's plan on the instance, or its infeasibility message (to compare methods that may both fail)."""
+    from models.problem.plan import Infeasible
+
+    try:
+        return method(instance, **options)
+    except Infeasible as err:
+        return str(err)

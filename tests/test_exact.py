@@ -14,11 +14,11 @@ from models.evaluation.evaluate import evaluate_plan
 from models.methods.exact import build_joint_mip, solve_exact
 from models.problem.tolerances import GAP_FLOOR
 from models.problem.instance import Option, load_instance
-from models.problem.plan import Infeasible, NoPlanInTime
+from models.problem.plan import NoPlanInTime
 from models.methods.routing import build_routing_lp
 from models.problem.solver import solve_model
 from models.problem.transport import Prompts, best_routing
-from random_instances import write_random_instance
+from random_instances import outcome, write_random_instance
 import solve
 
 TINY_OPTIMUM = 1349 / 1620  # data/tiny/README.md
@@ -30,13 +30,6 @@ def random_instances(tmp_path_factory):
     root = tmp_path_factory.mktemp("random")
     return {seed: load_instance(write_random_instance(root / str(seed), seed)) for seed in SEEDS}
 
-
-def outcome(solve, instance):
-    """A plan's quality, or the infeasibility message."""
-    try:
-        return solve(instance)
-    except Infeasible as err:
-        return str(err)
 
 
 @pytest.mark.parametrize("per_prompt", [False, True])

@@ -17,9 +17,9 @@ from models.methods.brute_force import solve_enumerate
 from models.methods.exact import add_move_cost, build_joint_mip, solve_exact
 from models.problem.instance import Option, load_instance
 from models.problem.moves import Replanning, RunningShard, running_shards
-from models.problem.plan import Infeasible, read_plan, write_plan
+from models.problem.plan import read_plan, write_plan
 from models.problem.realized import realized_routing
-from random_instances import write_random_instance
+from random_instances import outcome, write_random_instance
 
 # Hand derivation on data/tiny (its README and docs/formulation.md): only two setups can be placed,
 # A = small tp1/mps50 on one GPU beside large tp2/mps50 on both, best quality Q_A = 0.75 + 0.4 (62/140 - 1/4)
@@ -99,12 +99,6 @@ def test_current_shards_the_instance_cannot_keep_are_moves(tiny):
 
 SEEDS = range(10)
 
-
-def outcome(method, instance, **options):
-    try:
-        return method(instance, **options)
-    except Infeasible as err:
-        return str(err)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from models.methods.brute_force import solve_enumerate
 from models.methods.exact import solve_exact
 from models.problem.instance import InputError, load_instance
 from models.problem.moves import Replanning, running_shards
-from models.problem.plan import Infeasible, read_plan, write_plan
+from models.problem.plan import read_plan, write_plan
 from models.output.export import servers, write_export
 from models.output.plots import latency_panels, replica_shards
 from models.output.router import WeightedSplit, build_router
 from models.problem.realized import realized_routing
-from random_instances import write_random_instance
+from random_instances import outcome, write_random_instance
 from standin_vllm import serve_in_thread
 from test_router import running
 from test_tail import add_p99
@@ -106,12 +106,6 @@ def with_replicas(folder):
     edit(folder / "instance.toml", f"arrival_rate_rps = {rate}", f"arrival_rate_rps = {1.5 * float(rate):.2f}")
     return folder
 
-
-def outcome(method, instance):
-    try:
-        return method(instance)
-    except Infeasible as err:
-        return str(err)
 
 
 @pytest.fixture(scope="module")

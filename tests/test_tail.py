@@ -16,7 +16,7 @@ from models.methods.heuristic import solve_heuristic
 from models.problem.instance import Curve, InputError, Option, load_instance
 from models.problem.plan import Infeasible
 from models.problem.realized import realized_routing
-from random_instances import write_random_instance
+from random_instances import outcome, write_random_instance
 
 # data/tiny's curves with a p99 column. Only large's tp2/mps50 matters: tiny's README shows that only the setups
 # A (small tp1/mps50 beside large tp2/mps50) and C (small tp2/mps50, large tp2/mps50) can be placed.
@@ -124,12 +124,6 @@ def add_p99(folder, seed):
     edit(folder / "instance.toml", "[setup_options]", f"slo_p99_ttft_ms = {np.median(p99):.3f}\n[setup_options]")
     return folder
 
-
-def outcome(method, instance):
-    try:
-        return method(instance)
-    except Infeasible as err:
-        return str(err)
 
 
 @pytest.fixture(scope="module")
