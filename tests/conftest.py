@@ -1,6 +1,7 @@
 """Shared fixtures: the shipped instances and a way to make broken copies of them."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,13 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+def wait_for(condition, seconds: float) -> bool:
+    """Poll `condition` every 50 ms until it holds (True) or `seconds` pass (False): bounded waits on processes."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -31,7 +31,6 @@ def random_instances(tmp_path_factory):
     return {seed: load_instance(write_random_instance(root / str(seed), seed)) for seed in SEEDS}
 
 
-
 @pytest.mark.parametrize("per_prompt", [False, True])
 def test_tiny_optimum(tiny, per_prompt):
     plan = solve_exact(tiny, per_prompt=per_prompt)

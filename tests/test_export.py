@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 
 import pytest
 import yaml
 
-from conftest import DATA, REPO, edit
+from conftest import DATA, REPO, edit, wait_for
 from models.methods.exact import solve_exact
 from models.methods.greedy import solve_quality_greedy
 from models.output.export import (MAX_MODEL_LEN, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, ExportError,
@@ -90,15 +89,6 @@ def launched(script, standins, records, **env):
                 run.communicate()
 
 
-def wait_for(condition) -> bool:
-    deadline = time.monotonic() + BOUND_S
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:
@@ -124,7 +114,7 @@ def test_launch_starts_the_servers_one_at_a_time_and_ctrl_c_stops_them(named, st
     script = write_export(instance, plan, tmp_path / "export", TINY_ALLOWANCE_GB, base_port=base)[0]
     records = tmp_path / "records"
     with launched(script, standins, records) as run:
-        assert wait_for(lambda: len(list(records.glob("*.healthy"))) == 2)
+        assert wait_for(lambda: len(list(records.glob("*.healthy"))) == 2, BOUND_S)
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=BOUND_S)
     assert run.returncode == 130 and "interrupted" in err
@@ -143,7 +133,7 @@ def test_launch_starts_the_servers_one_at_a_time_and_ctrl_c_stops_them(named, st
         assert f"{name} on port {base + k}" in (script.parent / "logs" / f"{name}.log").read_text()
     # one at a time: large started only after small had answered /health
     assert started["small"]["healthy_before"] == [] and started["large"]["healthy_before"] == ["small"]
-    assert wait_for(lambda: not any(alive(r["pid"]) for r in started.values()))
+    assert wait_for(lambda: not any(alive(r["pid"]) for r in started.values()), BOUND_S)
 
 
 def test_a_server_that_never_becomes_healthy_stops_the_others(named, standins, tmp_path):
@@ -155,7 +145,7 @@ def test_a_server_that_never_becomes_healthy_stops_the_others(named, standins, t
     assert run.returncode == 1
     assert "server large did not answer /health within 2 s" in err
     assert (records / "small.healthy").exists()  # small had started and was healthy; it is stopped
-    assert wait_for(lambda: not any(alive(r["pid"]) for r in records_of(records).values()))
+    assert wait_for(lambda: not any(alive(r["pid"]) for r in records_of(records).values()), BOUND_S)
 
 
 def test_a_server_that_exits_is_named_with_its_status(named, standins, tmp_path):

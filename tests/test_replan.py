@@ -100,7 +100,6 @@ def test_current_shards_the_instance_cannot_keep_are_moves(tiny):
 SEEDS = range(10)
 
 
-
 @pytest.fixture(scope="module")
 def random_replans(tmp_path_factory):
     """Per seed: a random instance and the shards of its exact plan at a 1.5 times looser target (or None)."""

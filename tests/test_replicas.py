@@ -107,7 +107,6 @@ def with_replicas(folder):
     return folder
 
 
-
 @pytest.fixture(scope="module")
 def random_plans(tmp_path_factory):
     """seed -> (instance, exact's plan or reason, enumerate's), with replicas, and with a p99 bound as well."""

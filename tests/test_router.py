@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DATA, REPO
+from conftest import DATA, REPO, wait_for
 from models.cli import route as route_cli
 from models.methods.exact import solve_exact
 from models.output.router import RouteError, build_app, build_router, load_predictor
@@ -44,22 +43,13 @@ def roots(servers) -> dict[str, str]:
     return {name: f"http://127.0.0.1:{server.server_address[1]}" for name, server in servers.items()}
 
 
-def wait_for(condition) -> bool:
-    deadline = time.monotonic() + BOUND_S
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @contextmanager
 def running(router):
     """The router's app served by uvicorn on a free port, in a thread; stopped on leaving."""
     server = uvicorn.Server(uvicorn.Config(build_app(router), host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    assert wait_for(lambda: server.started)
+    assert wait_for(lambda: server.started, BOUND_S)
     try:
         yield httpx.Client(base_url=f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}",
                            timeout=BOUND_S, trust_env=False)
@@ -265,7 +255,7 @@ def test_solve_py_route_serves_until_ctrl_c(plan_file, upstreams):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=BOUND_S, trust_env=False) as client:
-            assert wait_for(lambda: answers(client))
+            assert wait_for(lambda: answers(client), BOUND_S)
             assert client.post("/v1/completions", json={"prompt": "x", "prompt_id": "p1"}).json()["model"] == "small"
     finally:
         route.send_signal(signal.SIGINT)

@@ -125,7 +125,6 @@ def add_p99(folder, seed):
     return folder
 
 
-
 @pytest.fixture(scope="module")
 def random_tail_instances(tmp_path_factory):
     root = tmp_path_factory.mktemp("tail")

@@ -194,8 +194,8 @@ def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, p
                      deadline: float | None = None) -> SetupRouting | None:
     """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
 
-    The window is centered on `prices_hint`, optimal transport prices at `shares_hint`, which should
-    be close to the setup's optimal shares. Each non-convex curve is held to `segments[(model, replica)]`, or
+    The window is centered on the prices of the LP over a sample of the rows (`sampled_prices`), which
+    starts from `prices_hint`, optimal transport prices at `shares_hint`. Each non-convex curve is held to `segments[(model, replica)]`, or
     by default to the segment holding the replica's even part of `shares_hint`. Fixed rows that the LP moves
     join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed`
     is raised once it passes (checked before every LP, and HiGHS gets the time left)."""
