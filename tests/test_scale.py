@@ -16,15 +16,17 @@ from pathlib import Path
 
 import highspy
 import numpy as np
+import pyomo.environ as pyo
 import pytest
 
 from models.evaluation.evaluate import transport_value
 from models.methods.brute_force import solve_setup_milp
-from models.methods.routing import solve_routing_lp
+from models.methods.routing import build_routing_lp, nonconvex_segments, solve_routing_lp
+from models.methods.window_lp import RoutingWindow
 from models.problem.instance import Option, load_instance
 from models.problem.latency import option_pieces
-from models.problem.solver import DeadlinePassed
-from models.problem.transport import Prompts, best_at, best_routing
+from models.problem.solver import DeadlinePassed, solve_model
+from models.problem.transport import FixedRows, Prompts, best_at, best_routing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -170,6 +172,29 @@ def test_routing_lp_matches_the_per_prompt_milp(tmp_path, seed):
     if all(option_pieces(instance, m, o).is_convex for m, o in zip(instance.models, setup)):
         cold = solve_routing_lp(instance, setup, np.full(len(setup), 1 / len(setup)), np.zeros(len(setup)))
         assert cold.quality == pytest.approx(optimum.quality, abs=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_highs_window_lp_is_the_pyomo_statement(tmp_path, seed):
+    """The routing LP as HiGHS solves it (`RoutingWindow`, every row in the window) and as Pyomo states it
+    (`build_routing_lp`): the same optimum and SLO dual, and prices that differ by a constant at most (the
+    shares add up to 1, so only price differences are determined); both infeasible alike."""
+    instance, setup = random_setup_instance(tmp_path / "instance", seed)
+    prompts = Prompts.merge(instance.scores)
+    segments = nonconvex_segments(instance, setup, np.full(len(setup), 1 / len(setup)))
+    window = RoutingWindow(instance, setup, prompts, segments)
+    everything = np.ones(len(prompts.counts), dtype=bool)
+    feasible = window.solve(everything, FixedRows.of(prompts, np.zeros(len(everything), dtype=int), ~everything),
+                            None)
+    m = build_routing_lp(instance, setup, prompts.rows, prompts.counts, np.zeros(len(setup)), 0.0, segments)
+    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    result = solve_model(m, tight_lp=True)
+    assert feasible == (result.status == "optimal")
+    if feasible:
+        assert window.quality() == pytest.approx(pyo.value(m.quality), abs=1e-9)
+        assert window.quality_per_ms() == pytest.approx(m.dual[m.slo], abs=1e-9)
+        pyomo_prices = np.array([-m.dual[m.share_definition[i]] for i in m.MODELS])
+        assert np.ptp(window.prices() - pyomo_prices) == pytest.approx(0, abs=1e-7)
 
 
 def test_a_passed_deadline_raises(tiny):

@@ -23,6 +23,10 @@ replica, (5) w[i] = sum_r v[i,r], and (3) is per replica, h[u] >= a[u,k] v[u] + 
 and its prices stay on the models (the replicas of a model have the same scores, so any routing of
 w[i] splits over them in proportion to v). A model with one replica has v = w, as above.
 
+`build_routing_lp` states this LP in Pyomo (for reading, the tutorial and a test against the solver);
+`RoutingWindow` (models/methods/window_lp.py) solves it: the same rows and columns built from arrays in
+HiGHS once per setup, and grown in place as rows join the window.
+
 Marginal values (envelope theorem, from the LP's duals at the optimum):
 * d quality / d tau = the SLO row's dual (per ms of target);
 * d quality / d lam (per request/s): on each segment H(w) = G(lam w) / lam, where G is the
@@ -55,10 +59,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
+from models.methods.window_lp import RoutingWindow, share_bounds
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
 from models.problem.setup import Replicas, Setup, as_replicas
-from models.problem.solver import DeadlinePassed, make_solver, remaining, solve_model
+from models.problem.solver import remaining
 from models.problem.transport import FixedRows, Prompts, best_at, best_models
 
 MOVE_TOL = 1e-9  # prompts: a move below this is LP round-off, not a move
@@ -133,22 +138,8 @@ def build_routing_lp(
     m.intercept = pyo.Param(m.PIECES, initialize=lambda m, i, r, k: float(pieces[i, r].intercepts[k]), doc="ms")
 
     def unit_bounds(u):
-        cap = pieces[u].max_share
-        if u in segments:
-            k = segments[u]
-            return float(pieces[u].shares[k]), min(cap, float(pieces[u].shares[k + 1]))
-        return 0.0, cap
+        return share_bounds(pieces[u], segments.get(u))
 
-    def bounds_scale_with_load(u):
-        """(lower, upper): 1 where the share bound is a profiled load over lam, 0 for 0 and the cut at 1."""
-        low, high = unit_bounds(u)
-        at_capacity = high == pieces[u].max_share
-        return float(low > 0), float(pieces[u].max_share < 1 if at_capacity else True)
-
-    m.lower_scales = pyo.Param(m.UNITS, initialize=lambda m, *u: bounds_scale_with_load(u)[0],
-                               doc="1 if the replica share's lower bound is a profiled load over lam")
-    m.upper_scales = pyo.Param(m.UNITS, initialize=lambda m, *u: bounds_scale_with_load(u)[1],
-                               doc="1 if the replica share's upper bound is a profiled load over lam")
     m.y = pyo.Var(m.ROWS, m.MODELS, within=pyo.NonNegativeReals, doc="fraction of row r sent to model i")
     m.move = pyo.Var(m.PAIRS, within=pyo.NonNegativeReals, doc="fixed prompts moved from i to j")
     m.share = pyo.Var(m.MODELS, bounds=lambda m, i: (0.0, None) if len(replicas[i]) > 1 else unit_bounds((i, 0)),
@@ -214,22 +205,21 @@ def routing_over(instance: Instance, setup: Setup | Replicas, prompts: Prompts, 
     center = sampled_prices(instance, setup, prompts, center, segments, deadline)
     best, margin = best_models(prompts.rows, center)
     inside = margin <= initial_window(margin, len(deployed))
+    lp = RoutingWindow(instance, setup, prompts, segments)
     while True:
         fixed = FixedRows.of(prompts, best, ~inside)
-        m = window_routing_lp(instance, setup, prompts, inside, fixed, segments, remaining(deadline))
-        if m is None:
+        if not lp.solve(inside, fixed, remaining(deadline)):
             return None
-        moves = np.array([m.move[p].value for p in m.PAIRS])
+        moves = lp.moves()
         moved = moves > MOVE_TOL
         if moved.any():
-            inside |= fixed.drawn_rows(prompts, move_matrix(m, deployed, moves), move_matrix(m, deployed, moved))
+            inside |= fixed.drawn_rows(prompts, moves, moved)
             continue
-        prices = np.array([-m.dual[m.share_definition[i]] for i in deployed])
-        violated = ~inside & ~best_at(prompts.rows, best, prices)
+        violated = ~inside & ~best_at(prompts.rows, best, lp.prices())
         if violated.any():  # round-off beyond the certificate's tolerance: solve again with those rows
             inside |= violated
             continue
-        return setup_routing(m, instance, setup, prices, int(inside.sum()))
+        return setup_routing(lp, instance, setup, int(inside.sum()))
 
 
 def sampled_prices(instance: Instance, setup: Setup | Replicas, prompts: Prompts, center: np.ndarray, segments: dict,
@@ -255,14 +245,6 @@ def initial_window(margin: np.ndarray, models: int) -> float:
     return max(1e-6, 2 * float(np.quantile(margin, min(1.0, 4 * models / len(margin)), method="lower")))
 
 
-def move_matrix(m: pyo.ConcreteModel, deployed: list[int], values: np.ndarray) -> np.ndarray:
-    """Per-pair values over m.PAIRS as a matrix over the deployed models."""
-    matrix = np.zeros((len(deployed), len(deployed)), dtype=values.dtype)
-    for (i, j), value in zip(m.PAIRS, values):
-        matrix[deployed.index(i), deployed.index(j)] = value
-    return matrix
-
-
 def nonconvex_segments(instance: Instance, setup: Setup | Replicas, shares) -> dict[tuple[int, int], int]:
     """The segment of each replica's non-convex curve that holds its even part of its model's share."""
     replicas = as_replicas(setup)
@@ -274,43 +256,15 @@ def nonconvex_segments(instance: Instance, setup: Setup | Replicas, shares) -> d
     return segments
 
 
-def window_routing_lp(instance, setup, prompts: Prompts, inside, fixed: FixedRows, segments,
-                      time_limit: float | None) -> pyo.ConcreteModel | None:
-    """Build and solve the LP with rows outside the window fixed; the solved model, or None if it is
-    infeasible (then so is the LP over all prompts: it is a relaxation)."""
-    fixed_value = float(prompts.counts[fixed.rows] @ prompts.rows[fixed.rows, fixed.model])
-    m = build_routing_lp(instance, setup, prompts.rows[inside], prompts.counts[inside], fixed.load, fixed_value,
-                         segments, fixed.gains)
-    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-    m.rc = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-    result = solve_model(m, make_solver(time_limit=time_limit, tight_lp=True))
-    if result.status == "time_limit":
-        raise DeadlinePassed("the time limit passed in the routing LP")
-    return m if result.status == "optimal" else None
-
-
-def setup_routing(m: pyo.ConcreteModel, instance: Instance, setup: Setup | Replicas, prices: np.ndarray,
-                  window_rows: int) -> SetupRouting:
+def setup_routing(lp: RoutingWindow, instance: Instance, setup: Setup | Replicas, window_rows: int) -> SetupRouting:
+    """The solved window LP's answer over all models (undeployed ones at share 0, price NaN)."""
     replicas = as_replicas(setup)
-    deployed = deployed_models(replicas)
     shares = np.zeros(len(replicas))
-    shares[deployed] = [m.share[i].value for i in deployed]
+    shares[lp.deployed] = lp.shares()
     total = shares.sum()
-    all_prices = np.full(len(replicas), np.nan)
-    all_prices[deployed] = prices
-    replica_shares = tuple(tuple(pyo.value(unit_share(m, i, r)) / total for r in range(len(options)))
+    prices = np.full(len(replicas), np.nan)
+    prices[lp.deployed] = lp.prices()
+    replica_shares = tuple(tuple(lp.unit_share((i, r)) / total for r in range(len(options)))
                            for i, options in enumerate(replicas))
-    return SetupRouting(pyo.value(m.quality), shares / total, all_prices, window_rows,
-                        *marginal_values(m, instance.arrival_rate_rps), replica_shares)
-
-
-def marginal_values(m: pyo.ConcreteModel, lam: float) -> tuple[float, float]:
-    """d quality / d tau (per ms) and d quality / d lam (per request/s); see the module docstring."""
-    per_ms = m.dual[m.slo]
-    per_rps = sum(m.dual[m.epigraph[k]] * m.intercept[k] for k in m.PIECES) / lam
-    for u in m.UNITS:
-        share = unit_share(m, *u)
-        at_lower = abs(share.value - share.lb) <= abs(share.value - share.ub)
-        scales = m.lower_scales[u] if at_lower else m.upper_scales[u]
-        per_rps -= scales * m.rc[share] * (share.lb if at_lower else share.ub) / lam
-    return float(per_ms), float(per_rps)
+    return SetupRouting(lp.quality(), shares / total, prices, window_rows, lp.quality_per_ms(), lp.quality_per_rps(),
+                        replica_shares)
