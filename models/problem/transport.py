@@ -215,7 +215,7 @@ def smoothed_prices(prompts: Prompts, shares: np.ndarray, start: np.ndarray | No
     any other is below e^-NEAR_SPAN), so Newton's steps only touch the rows near a tie."""
     weights = prompts.counts / prompts.prompt_count
     alpha = np.zeros(len(shares)) if start is None else start - start[0]
-    temperatures = (1e-1, 1e-2, 1e-3) if start is None else (1e-3,)
+    temperatures = (1e-1, 1e-2, 1e-3, 1e-4) if start is None else (1e-3, 1e-4)
     for temperature in temperatures:
         coarse = temperature > temperatures[-1]
         stride = max(1, -(-len(weights) // COARSE_SAMPLE)) if coarse else 1
