@@ -56,7 +56,7 @@ from models.problem.setup import (Placement, ReplicaPlacement, Replicas, Setup, 
                                   placement_cost)
 from models.problem.solver import DeadlinePassed, SolverError, make_solver, remaining, solve_model
 from models.problem.tolerances import GAP_FLOOR
-from models.problem.transport import Prompts, best_routing
+from models.problem.transport import Prompts, best_routing, price_unused
 
 CUT_SCALE = 1e4  # cut rows are scaled so that HiGHS's feasibility tolerance (1e-7) is 1e-11 in quality
 CUT_TOL = 1e-9  # relative: a MIP quality above Q by more than this makes the cut at its shares a new one
@@ -95,6 +95,14 @@ def add_quality_cut(m: pyo.ConcreteModel, prompts: Prompts, prices: np.ndarray) 
     constant = prompts.bound(prices)
     m.quality_cuts.add(CUT_SCALE * m.quality <= CUT_SCALE * (
         constant + sum(float(a) * m.w[i] for i, a in zip(m.MODELS, prices))))
+
+
+def full_prices(prompts: Prompts, routing: SetupRouting) -> np.ndarray:
+    """Prices over every model at which the routing LP's optimum is a best routing: its own prices on the
+    deployed models (optimal transport prices at its shares, by complementary slackness) and, for the others,
+    prices at which no prompt prefers them (`price_unused`), so that the cut (11) is tight at its shares."""
+    deployed = np.flatnonzero(np.isfinite(routing.prices))
+    return price_unused(prompts, deployed, routing.prices[deployed])
 
 
 def seed_cuts(m: pyo.ConcreteModel, prompts: Prompts, n_models: int) -> None:
@@ -309,8 +317,7 @@ class CutLoop:
         routing = solve_routing_lp(self.instance, setup, mip_shares(self.m), prices, segments=segments,
                                    deadline=self.deadline)
         if routing is not None and self.with_cuts:  # the cut tight at the setup's best shares
-            at_best = best_routing(self.prompts, routing.shares, self.prices, deadline=self.deadline)
-            add_quality_cut(self.m, self.prompts, at_best.prices)
+            add_quality_cut(self.m, self.prompts, full_prices(self.prompts, routing))
             self.cuts += 1
         if routing is None or not self.instance.objective.met_by(routing.quality):
             self.evaluated[key] = None
