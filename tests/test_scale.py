@@ -182,10 +182,10 @@ def test_highs_window_lp_is_the_pyomo_statement(tmp_path, seed):
     instance, setup = random_setup_instance(tmp_path / "instance", seed)
     prompts = Prompts.merge(instance.scores)
     segments = nonconvex_segments(instance, setup, np.full(len(setup), 1 / len(setup)))
-    window = RoutingWindow(instance, setup, prompts, segments)
     everything = np.ones(len(prompts.counts), dtype=bool)
-    feasible = window.solve(everything, FixedRows.of(prompts, np.zeros(len(everything), dtype=int), ~everything),
-                            None)
+    nowhere = np.zeros(len(everything), dtype=int)
+    window = RoutingWindow(instance, setup, prompts, segments, nowhere)
+    feasible = window.solve(everything, FixedRows.of(prompts, nowhere, ~everything), None)
     m = build_routing_lp(instance, setup, prompts.rows, prompts.counts, np.zeros(len(setup)), 0.0, segments)
     m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     result = solve_model(m, tight_lp=True)

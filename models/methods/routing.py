@@ -205,7 +205,7 @@ def routing_over(instance: Instance, setup: Setup | Replicas, prompts: Prompts, 
     center = sampled_prices(instance, setup, prompts, center, segments, deadline)
     best, margin = best_models(prompts.rows, center)
     inside = margin <= initial_window(margin, len(deployed))
-    lp = RoutingWindow(instance, setup, prompts, segments)
+    lp = RoutingWindow(instance, setup, prompts, segments, best)
     while True:
         fixed = FixedRows.of(prompts, best, ~inside)
         if not lp.solve(inside, fixed, remaining(deadline)):

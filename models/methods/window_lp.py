@@ -53,13 +53,15 @@ class RoutingWindow:
     non-convex curve held to `segments[(model, replica)]`; `solve` it on a window of rows, then read the
     answer off it."""
 
-    def __init__(self, instance: Instance, setup: Setup | Replicas, prompts: Prompts, segments: dict):
+    def __init__(self, instance: Instance, setup: Setup | Replicas, prompts: Prompts, segments: dict,
+                 best: np.ndarray):
         replicas = as_replicas(setup)
         self.deployed = [k for k, options in enumerate(replicas) if options]
         self.units = [(k, r) for k in self.deployed for r in range(len(replicas[k]))]
         self.pieces = {u: option_pieces(instance, instance.models[u[0]], replicas[u[0]][u[1]]) for u in self.units}
         self.segments = segments
         self.prompts = prompts
+        self.best = best  # each row's model b(r), where it is fixed until it joins the window (index into deployed)
         self.n = float(instance.prompt_count)
         self.lam = instance.arrival_rate_rps
         self.in_lp = np.zeros(len(prompts.counts), dtype=bool)
@@ -72,7 +74,7 @@ class RoutingWindow:
         self.h = models + len(split)
         self.x = self.h + len(self.units)
         self.highs = new_highs()
-        for option, value in (("presolve", "off"), ("primal_feasibility_tolerance", LP_FEASIBILITY),
+        for option, value in (("presolve", "off"), ("simplex_strategy", 4), ("primal_feasibility_tolerance", LP_FEASIBILITY),
                               ("dual_feasibility_tolerance", LP_FEASIBILITY)):
             self.highs.setOptionValue(option, value)
         self.add_setup_columns(split)
@@ -148,6 +150,23 @@ class RoutingWindow:
                            np.ones(count))
         self.in_lp[rows] = True
 
+    def start_joined_rows_at_their_models(self, joining: np.ndarray) -> None:
+        """Warm start: each row that joined the window was fixed at its model b(r) and now routes wholly there,
+        y[r, b(r)] = 1 basic and its row (1) nonbasic, so the last solution stays primal feasible (the share rows'
+        right-hand sides move by what y now carries). The basis matrix stays nonsingular: y[r, b(r)] is the only
+        basic column of row (1) of r."""
+        basis = self.highs.getBasis()
+        models = len(self.deployed)
+        first = self.highs.getNumCol() - len(joining) * models
+        columns = first + np.arange(len(joining)) * models + self.best[joining]
+        rows = self.highs.getNumRow() - len(joining) + np.arange(len(joining))
+        col_status, row_status = list(basis.col_status), list(basis.row_status)
+        for c, r in zip(columns, rows):
+            col_status[c] = highspy.HighsBasisStatus.kBasic
+            row_status[r] = highspy.HighsBasisStatus.kLower
+        basis.col_status, basis.row_status = col_status, row_status
+        self.highs.setBasis(basis)
+
     def fix_rows(self, fixed: FixedRows) -> None:
         """Rows (2) at -F/N, and each pair's move at its gain D (held at 0 without one)."""
         rows = np.arange(len(self.deployed), dtype=np.int32)
@@ -165,7 +184,11 @@ class RoutingWindow:
     def solve(self, inside: np.ndarray, fixed: FixedRows, time_limit: float | None) -> bool:
         """Solve with the rows of `inside` in the window (rows only join) and the others `fixed`; whether it
         is feasible (if not, neither is the LP over all prompts: this one is a relaxation)."""
-        self.add_window_rows(np.flatnonzero(inside & ~self.in_lp))
+        joining = np.flatnonzero(inside & ~self.in_lp)
+        basis = self.highs.getBasis() if self.highs.getInfo().basis_validity else None
+        self.add_window_rows(joining)
+        if basis is not None and len(joining):
+            self.start_joined_rows_at_their_models(joining)
         self.fix_rows(fixed)
         self.highs.setOptionValue("time_limit", float(time_limit) if time_limit is not None else highspy.kHighsInf)
         with highs_running(self.highs):
