@@ -250,3 +250,12 @@ def active_bound(expression, lower, upper):
     value = pyo.value(expression)
     candidates = [pyo.value(b) for b in (lower, upper) if b is not None]
     return min(candidates, key=lambda b: abs(b - value)) if candidates else 0.0
+
+
+def test_threads_after_other_highs_runs(tiny):
+    """HiGHS fixes its thread count at its first run in a process and fails a later run that asks for another
+    one unless its scheduler is reset (as `solve_model` does): exact with threads=1 after runs with the
+    default count gives the same plan."""
+    default = solve_exact(tiny)
+    one_thread = solve_exact(tiny, threads=1)
+    assert one_thread.solver.status == "optimal" and one_thread.quality == pytest.approx(default.quality, abs=1e-9)

@@ -124,6 +124,8 @@ def solve_model(model: pyo.ConcreteModel, solver: Highs | None = None, **options
     if solver._model is not model:  # a new model: Pyomo builds its HiGHS instance now, in Python
         with quiet_output(tee):
             solver.set_instance(model)
+    if "threads" in solver.highs_options:  # HiGHS fixes its thread count at its first run in the process and
+        highspy.Highs.resetGlobalScheduler(True)  # refuses another unless its scheduler is reset first
     with quiet_output(tee), highs_running(solver._solver_model):  # rows added since the last solve reach
         results = solver.solve(model)  # HiGHS here, and it may warn on stdout (e.g. of coefficients below 1e-9)
     seconds = time.perf_counter() - start
