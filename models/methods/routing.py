@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
-from models.methods.window_lp import RoutingWindow, share_bounds
+from models.methods.window_lp import RoutingWindow, deployed_models, replica_units, share_bounds
 from models.problem.instance import Instance
 from models.problem.latency import option_pieces
 from models.problem.setup import Replicas, Setup, as_replicas
@@ -82,15 +82,6 @@ class SetupRouting:
     quality_per_ms: float  # d quality / d target, per ms
     quality_per_rps: float  # d quality / d arrival rate, per request/s
     replica_shares: tuple[tuple[float, ...], ...] = ()
-
-
-def deployed_models(setup: Setup | Replicas) -> list[int]:
-    return [k for k, options in enumerate(as_replicas(setup)) if options]
-
-
-def replica_units(setup: Setup | Replicas) -> list[tuple[int, int]]:
-    """(model, replica) of every replica of the deployed models, in model order."""
-    return [(k, r) for k, options in enumerate(as_replicas(setup)) for r in range(len(options))]
 
 
 def build_routing_lp(
@@ -186,9 +177,9 @@ def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, p
     """The routing LP's optimum on `setup`; None if the setup cannot meet the SLO.
 
     The window is centered on the prices of the LP over a sample of the rows (`sampled_prices`), which
-    starts from `prices_hint`, optimal transport prices at `shares_hint`. Each non-convex curve is held to `segments[(model, replica)]`, or
-    by default to the segment holding the replica's even part of `shares_hint`. Fixed rows that the LP moves
-    join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed`
+    starts from `prices_hint`, optimal transport prices at `shares_hint`. Each non-convex curve is held to
+    `segments[(model, replica)]`, or by default to the segment holding the replica's even part of
+    `shares_hint`. Fixed rows that the LP moves join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed`
     is raised once it passes (checked before every LP, and HiGHS gets the time left)."""
     deployed = deployed_models(setup)
     if segments is None:

@@ -5,7 +5,8 @@ scale spent more time building models than solving them: on 8 models and 36,000 
 LPs over 4 setups, each rebuilt from scratch, half of exact's time in Pyomo. Here the same LP is
 built from arrays, once per setup and prompt set; rows that join the window only add their row (1)
 and their columns y, and the fixed rows' loads F and gains D change row bounds and costs in place,
-so HiGHS's simplex starts each solve from the last basis.
+so HiGHS's primal simplex starts each solve from the last solution, still feasible (the rows that join
+start at the models they were fixed to).
 
 Columns   w[i] share of each deployed model; v[u] share of each replica of a model with several;
           h[u] >= 0 contribution of each replica to mean TTFT (ms); x[i,j] >= 0 fixed prompts moved
@@ -32,7 +33,17 @@ from models.problem.solver import DeadlinePassed, highs_running, new_highs
 from models.problem.tolerances import LP_FEASIBILITY
 from models.problem.transport import FixedRows, Prompts
 
+PRIMAL_SIMPLEX = 4  # simplex_strategy: a grown window starts primal feasible (`start_joined_rows_at_their_models`)
 INFEASIBLE = (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible)
+
+
+def deployed_models(setup: Setup | Replicas) -> list[int]:
+    return [k for k, options in enumerate(as_replicas(setup)) if options]
+
+
+def replica_units(setup: Setup | Replicas) -> list[tuple[int, int]]:
+    """(model, replica) of every replica of the deployed models, in model order."""
+    return [(k, r) for k, options in enumerate(as_replicas(setup)) for r in range(len(options))]
 
 
 def share_bounds(pieces: SharePieces, segment: int | None) -> tuple[float, float]:
@@ -56,8 +67,8 @@ class RoutingWindow:
     def __init__(self, instance: Instance, setup: Setup | Replicas, prompts: Prompts, segments: dict,
                  best: np.ndarray):
         replicas = as_replicas(setup)
-        self.deployed = [k for k, options in enumerate(replicas) if options]
-        self.units = [(k, r) for k in self.deployed for r in range(len(replicas[k]))]
+        self.deployed = deployed_models(replicas)
+        self.units = replica_units(replicas)
         self.pieces = {u: option_pieces(instance, instance.models[u[0]], replicas[u[0]][u[1]]) for u in self.units}
         self.segments = segments
         self.prompts = prompts
@@ -74,7 +85,8 @@ class RoutingWindow:
         self.h = models + len(split)
         self.x = self.h + len(self.units)
         self.highs = new_highs()
-        for option, value in (("presolve", "off"), ("simplex_strategy", 4), ("primal_feasibility_tolerance", LP_FEASIBILITY),
+        for option, value in (("presolve", "off"), ("simplex_strategy", PRIMAL_SIMPLEX),
+                              ("primal_feasibility_tolerance", LP_FEASIBILITY),
                               ("dual_feasibility_tolerance", LP_FEASIBILITY)):
             self.highs.setOptionValue(option, value)
         self.add_setup_columns(split)
@@ -126,7 +138,6 @@ class RoutingWindow:
             entries = {self.deployed.index(k): 1.0}
             entries |= {self.share_column[u]: -1.0 for u in self.units if u[0] == k}
             rows.append((0.0, 0.0, entries))
-        self.routed_start = len(rows)
         starts = np.cumsum([0] + [len(e) for _, _, e in rows[:-1]]).astype(np.int32)
         index = np.array([c for _, _, e in rows for c in e], dtype=np.int32)
         value = np.array([v for _, _, e in rows for v in e.values()])
