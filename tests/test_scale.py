@@ -126,8 +126,9 @@ def test_evaluator_transport_value_matches_the_whole_dual(seed):
     assert dual == pytest.approx(quality, abs=1e-9)
 
 
-def random_setup_instance(folder: Path, seed: int):
-    """3-6 models on 8 GPUs, curves of 2-4 points at tp1 (some non-convex), 50-200 prompts; a setup."""
+def random_setup_instance(folder: Path, seed: int, prompts: tuple[int, int] = (50, 201), decimals: int = 3):
+    """3-6 models on 8 GPUs, curves of 2-4 points at tp1 (some non-convex), 50-200 prompts (or as many as
+    `prompts` draws) with scores of `decimals` decimals; a setup."""
     rng = np.random.default_rng(seed)
     n_models = int(rng.integers(3, 7))
     names = [f"m{k}" for k in range(n_models)]
@@ -140,7 +141,7 @@ def random_setup_instance(folder: Path, seed: int):
             rate += rng.uniform(1, 5)
             ttft += rng.uniform(0, 40)
             curves.append(f"{name},1,100,{rate:.3f},{ttft:.3f}")
-    scores = rng.random((int(rng.integers(50, 201)), n_models)).round(3)
+    scores = rng.random((int(rng.integers(*prompts)), n_models)).round(decimals)
     folder.mkdir(parents=True)
     target = rng.uniform(25, 70)
     (folder / "instance.toml").write_text(
@@ -195,6 +196,28 @@ def test_highs_window_lp_is_the_pyomo_statement(tmp_path, seed):
         assert window.quality_per_ms() == pytest.approx(m.dual[m.slo], abs=1e-9)
         pyomo_prices = np.array([-m.dual[m.share_definition[i]] for i in m.MODELS])
         assert np.ptp(window.prices() - pyomo_prices) == pytest.approx(0, abs=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_grown_window_from_a_warm_start_is_the_whole_lp(tmp_path, seed, monkeypatch):
+    """3,000-4,000 prompts of continuous scores, from prices far off (all zero): the window grows, each
+    time from the last solution (rows that join start at their model), and the optimum is that of the
+    Pyomo statement over every row."""
+    instance, setup = random_setup_instance(tmp_path / "instance", seed, prompts=(3000, 4001), decimals=6)
+    warm_starts = []
+    start = RoutingWindow.start_joined_rows_at_their_models
+    monkeypatch.setattr(RoutingWindow, "start_joined_rows_at_their_models",
+                        lambda self, joining: warm_starts.append(len(joining)) or start(self, joining))
+    even = np.full(len(setup), 1 / len(setup))
+    routing = solve_routing_lp(instance, setup, even, np.zeros(len(setup)))
+    prompts = Prompts.merge(instance.scores)
+    segments = nonconvex_segments(instance, setup, even)
+    m = build_routing_lp(instance, setup, prompts.rows, prompts.counts, np.zeros(len(setup)), 0.0, segments)
+    whole = solve_model(m, tight_lp=True)
+    assert (routing is None) == (whole.status != "optimal")
+    if routing is not None:
+        assert warm_starts and routing.window_rows < len(prompts.counts)
+        assert routing.quality == pytest.approx(pyo.value(m.quality), abs=1e-9)
 
 
 def test_a_passed_deadline_raises(tiny):
