@@ -26,7 +26,7 @@ from models.methods.window_lp import RoutingWindow
 from models.problem.instance import Option, load_instance
 from models.problem.latency import option_pieces
 from models.problem.solver import DeadlinePassed, solve_model
-from models.problem.transport import FixedRows, Prompts, best_at, best_routing
+from models.problem.transport import FixedRows, Prompts, best_at, best_routing, window_lp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -218,6 +218,18 @@ def test_a_grown_window_from_a_warm_start_is_the_whole_lp(tmp_path, seed, monkey
     if routing is not None:
         assert warm_starts and routing.window_rows < len(prompts.counts)
         assert routing.quality == pytest.approx(pyo.value(m.quality), abs=1e-9)
+
+
+def test_window_lp_takes_share_rows_off_by_round_off():
+    """The share rows add up to the routed rows; capacities N w[i] off by round-off beyond the LP's tolerance
+    (1.5e-10 prompts at 1,000,000 prompts made HiGHS call the window LP infeasible) give the same optimum."""
+    rows = np.random.default_rng(0).random((20, 3))
+    counts = np.ones(20)
+    no_moves = np.full((3, 3), -np.inf)
+    exact = window_lp(rows, counts, np.array([7.0, 7.0, 6.0]), no_moves)
+    off = window_lp(rows, counts, np.array([7.0, 7.0, 6.0 + 1e-9]), no_moves)
+    assert off[0] == pytest.approx(exact[0], abs=1e-8)
+    assert off[1] - off[1][-1] == pytest.approx(exact[1] - exact[1][-1], abs=1e-9)
 
 
 def test_a_passed_deadline_raises(tiny):

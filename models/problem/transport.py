@@ -294,9 +294,14 @@ def window_lp(rows: np.ndarray, counts: np.ndarray, capacity: np.ndarray, gains:
     lp.col_cost_ = -np.concatenate([rows.ravel(), gains[pairs[:, 0], pairs[:, 1]]])
     lp.col_lower_ = np.zeros(lp.num_col_)
     lp.col_upper_ = np.concatenate([np.repeat(counts, n_models), np.full(len(pairs), highspy.kHighsInf)])
-    bounds = np.concatenate([counts, capacity])
-    lp.row_lower_ = bounds
-    lp.row_upper_ = bounds.copy()
+    lower = np.concatenate([counts, capacity])
+    upper = lower.copy()
+    # the share rows add up to the routed rows, so one is implied; with the round-off in N w[i] (1.5e-10 of
+    # 1,000,000 prompts was seen) it contradicts the others beyond LP_TOL, so the last is left free: its
+    # price is 0 and the others are relative to it (prices are only ever used relative to each other)
+    lower[-1], upper[-1] = -highspy.kHighsInf, highspy.kHighsInf
+    lp.row_lower_ = lower
+    lp.row_upper_ = upper
     index = np.empty(2 * lp.num_col_, dtype=np.int32)
     value = np.ones(2 * lp.num_col_)
     index[0:2 * n_y:2] = np.repeat(np.arange(n_rows), n_models)
