@@ -20,7 +20,8 @@ tp in {1, 2, 4, 8}. For each row, in this one process, one after the other:
 
 CPU seconds are `time.process_time()` of this process (HiGHS's threads
 included), so other jobs on a shared machine count less than in wall time.
-Progress goes to stderr, the table to stdout.
+Progress goes to stderr, with each row once it is done; the table to stdout. A row whose solve
+fails shows the error, and the other rows still run.
 
 Targets on 2 cores (issue 10): (8,32) proven optimal in 60 s or less; (12,32)
 within 0.1% in 5 minutes; N = 1,000,000 exact in 60 s or less; exact at most
@@ -33,6 +34,7 @@ import argparse
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -119,6 +121,10 @@ def main(argv=None) -> int:
             except KeyError as err:  # a rate or target not derived yet (bench/scale_instances.py --derive)
                 print(f"{case.name}: skipped: {err}", file=sys.stderr, flush=True)
                 rows.append({"row": case.name, "exact": "not derived"})
+            except Exception as err:  # a failure is a result of this row; the other rows still run
+                traceback.print_exc()
+                rows.append({"row": case.name, "exact": f"failed: {type(err).__name__}: {err}"})
+            print(pd.DataFrame(rows[-1:]).to_string(index=False), file=sys.stderr, flush=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(pd.DataFrame(rows).fillna("-").to_string(index=False))
     return 0
