@@ -232,6 +232,22 @@ def test_window_lp_takes_share_rows_off_by_round_off():
     assert off[1] - off[1][-1] == pytest.approx(exact[1] - exact[1][-1], abs=1e-9)
 
 
+def test_routing_lp_with_one_model_deployed(tiny):
+    """One deployed model has no pairs to move load between (a baseline's restricted instance crashed
+    on it): at every profiled option it carries every prompt at its mean score, or, where its capacity is
+    below the whole load, the setup has no routing."""
+    names = [model.name for model in tiny.models]
+    for name, option in tiny.curves:
+        k = names.index(name)
+        setup = tuple(option if j == k else None for j in range(len(names)))
+        routing = solve_routing_lp(tiny, setup, [0.5, 0.5], [0.0, 0.0])
+        if option_pieces(tiny, tiny.models[k], option).max_share < 1:
+            assert routing is None
+        else:
+            assert routing.shares[k] == pytest.approx(1.0)
+            assert routing.quality == pytest.approx(tiny.scores[:, k].mean(), abs=1e-12)
+
+
 def test_a_passed_deadline_raises(tiny):
     prompts = Prompts.merge(np.random.default_rng(0).random((100, 3)))
     with pytest.raises(DeadlinePassed):

@@ -78,7 +78,8 @@ class RoutingWindow:
         self.in_lp = np.zeros(len(prompts.counts), dtype=bool)
         self.fixed_value = 0.0
         models = len(self.deployed)
-        self.pairs = np.array([(a, b) for a in range(models) for b in range(models) if a != b], dtype=np.int32)
+        self.pairs = np.array([(a, b) for a in range(models) for b in range(models) if a != b],
+                              dtype=np.int32).reshape(-1, 2)  # (0, 2) with one model
         split = [u for u in self.units if len(replicas[u[0]]) > 1]
         self.share_column = {u: models + split.index(u) if u in split else self.deployed.index(u[0])
                              for u in self.units}  # v[u], or w[i] for a model with one replica
