@@ -197,9 +197,9 @@ class RoutingWindow:
         """Solve with the rows of `inside` in the window (rows only join) and the others `fixed`; whether it
         is feasible (if not, neither is the LP over all prompts: this one is a relaxation)."""
         joining = np.flatnonzero(inside & ~self.in_lp)
-        basis = self.highs.getBasis() if self.highs.getInfo().basis_validity else None
+        solved_before = bool(self.highs.getInfo().basis_validity)
         self.add_window_rows(joining)
-        if basis is not None and len(joining):
+        if solved_before and len(joining):
             self.start_joined_rows_at_their_models(joining)
         self.fix_rows(fixed)
         self.highs.setOptionValue("time_limit", float(time_limit) if time_limit is not None else highspy.kHighsInf)
