@@ -103,6 +103,18 @@ def test_best_routing_matches_the_whole_lp(seed):
                        routing.prices[used]).all()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_prompts_over_some_models_merges_like_their_scores(seed):
+    """Rows that differ only in the dropped columns merge, and their counts add up."""
+    scores = np.round(np.random.default_rng(seed).random((3000, 4)), 1)
+    models = [0, 2, 3] if seed % 2 else [1]
+    over = Prompts.merge(scores).over(models)
+    direct = Prompts.merge(scores[:, models])
+    assert len(direct.counts) < len(Prompts.merge(scores).counts)
+    np.testing.assert_array_equal(over.rows, direct.rows)
+    np.testing.assert_array_equal(over.counts, direct.counts)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_best_routing_from_other_prices_is_the_same(seed):
     """Start prices only change the window: far-off ones (the setting of the old failure) too."""

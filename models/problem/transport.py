@@ -62,7 +62,7 @@ SHARE_TOL = 1e-9
 TIE_TOL = 1e-9  # the price rule counts models this close to the best as tied; ties go to the first model
 MOVE_TOL = 1e-9  # prompts: a pair move below this is LP round-off, not a move
 LP_TOL = 1e-10  # primal and dual feasibility tolerance of the window LP
-GROWTH = 2.0  # rows that join for a pair carry this many times the load it moved
+GROWTH = 0.5  # rows that join for a pair carry this many times the load it moved
 MIN_JOIN = 8  # and at least this many rows
 COARSE_SAMPLE = 50_000  # rows the smoothing sees at its coarse temperatures
 NEAR_SPAN = 30.0  # in temperatures: rows farther from a tie count as decided in the smoothing
@@ -79,6 +79,12 @@ class Prompts:
     def merge(cls, scores: np.ndarray) -> "Prompts":
         rows, counts = np.unique(np.asarray(scores, dtype=float), axis=0, return_counts=True)
         return cls(rows, counts.astype(float))
+
+    def over(self, models) -> "Prompts":
+        """The distinct rows over some models' columns, each counting the prompts of the rows it merges
+        (the same as merging those columns of the scores, from R rows instead of N prompts)."""
+        rows, inverse = np.unique(self.rows[:, models], axis=0, return_inverse=True)
+        return Prompts(rows, np.bincount(inverse.ravel(), weights=self.counts, minlength=len(rows)))
 
     @property
     def prompt_count(self) -> float:
