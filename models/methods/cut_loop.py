@@ -10,13 +10,14 @@ A round, one method each:
    over-estimate Q. A bound below the incumbent by more than the MIP's tolerance contradicts a
    known plan: the MIP is solved again with presolve off, and if the bound stays below, that is
    a solver failure (`SolverError`), never clamped away.
-2. `cut_at_mip_shares`: compute Q and its prices at the MIP's shares (models/problem/transport.py)
-   and add the cut (11) that is tight there, if the MIP's quality exceeds Q there: a new cut.
-3. `evaluate_candidate`: the first time a (setup, segments) pair comes up, solve the routing LP on
+2. `evaluate_candidate`: the first time a (setup, segments) pair comes up, solve the routing LP on
    exactly that setup, with each non-convex curve held to the MIP's own segment
    (models/methods/routing.py). Its optimum is a feasible plan (a lower bound) and its prices give
    the cut tight at its shares. If the LP is infeasible, the MIP met the target only within its
    tolerance there: a no-good cut excludes exactly that pair.
+3. `cut_at_mip_shares`, unless step 2 closed the gap: compute Q and its prices at the MIP's shares
+   (models/problem/transport.py, starting from the last prices found) and add the cut (11) that is
+   tight there, if the MIP's quality exceeds Q there: a new cut.
 4. Stop when the relative gap between bound and incumbent is within `mip_gap` (at least
    GAP_FLOOR, the MIP's tolerance: no smaller gap can be claimed), or the time limit passes. A
    round that adds no new candidate and whose MIP solution (shares and quality, to 1e-9) came up
@@ -201,7 +202,7 @@ class CutLoop:
         self.bound = self.sense * math.inf
         self.evaluated: dict[tuple, SetupCandidate | None] = {}
         self.rounds = self.cuts = 0
-        self.prices: np.ndarray | None = None  # Q's prices at the last MIP shares: the next window's center
+        self.prices: np.ndarray | None = None  # the last prices found: where the next window and smoothing start
         self.points: set[tuple] = set()  # the MIP solutions seen: shares and quality, rounded
         self.stop_reason = ""
 
@@ -216,9 +217,9 @@ class CutLoop:
                 if status is None:
                     break
                 new_point = self.remember_point()
-                if self.with_cuts:
-                    self.cut_at_mip_shares()
                 new_candidate = self.evaluate_candidate()
+                if self.with_cuts and not self.finished():
+                    self.cut_at_mip_shares()
                 self.report()
                 if status == "time_limit":
                     self.stop_reason = "the time limit passed inside the MIP"
@@ -293,7 +294,7 @@ class CutLoop:
         return new
 
     def cut_at_mip_shares(self) -> None:
-        """Step 2: the cut tight at the MIP's shares, if it cuts off the MIP's solution."""
+        """Step 3: the cut tight at the MIP's shares, if it cuts off the MIP's solution."""
         at_shares = best_routing(self.prompts, mip_shares(self.m), self.prices, deadline=self.deadline)
         self.prices = at_shares.prices
         if pyo.value(self.m.quality) > at_shares.quality + CUT_TOL * max(1.0, abs(at_shares.quality)):
@@ -301,7 +302,7 @@ class CutLoop:
             self.cuts += 1
 
     def evaluate_candidate(self) -> bool:
-        """Step 3: the routing LP on the MIP's (setup, segments), the first time they come up (with the cost
+        """Step 2: the routing LP on the MIP's (setup, segments), the first time they come up (with the cost
         objective, the first time at that cost: a cheaper placement of a setup is a new candidate; when
         re-planning, with its moves). A setup whose best quality is below min_quality is excluded like one
         that misses the target."""
@@ -315,9 +316,10 @@ class CutLoop:
             return False
         prices = self.prices if self.prices is not None else np.zeros(len(setup))
         routing = solve_routing_lp(self.instance, setup, mip_shares(self.m), prices, segments=segments,
-                                   deadline=self.deadline)
+                                   deadline=self.deadline, prompts=self.prompts)
         if routing is not None and self.with_cuts:  # the cut tight at the setup's best shares
-            add_quality_cut(self.m, self.prompts, full_prices(self.prompts, routing))
+            self.prices = full_prices(self.prompts, routing)
+            add_quality_cut(self.m, self.prompts, self.prices)
             self.cuts += 1
         if routing is None or not self.instance.objective.met_by(routing.quality):
             self.evaluated[key] = None
