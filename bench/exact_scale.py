@@ -20,6 +20,8 @@ tp in {1, 2, 4, 8}. For each row, in this one process, one after the other:
 
 CPU seconds are `time.process_time()` of this process (HiGHS's threads
 included), so other jobs on a shared machine count less than in wall time.
+numpy's BLAS runs on one thread, as in `solve.py` (`one_blas_thread`: its
+spinning threads doubled the CPU time of both methods, not their wall time).
 Progress goes to stderr, with each row once it is done; the table to stdout. A row whose solve
 fails shows the error, and the other rows still run.
 
@@ -49,6 +51,7 @@ from models.methods.exact import solve_exact  # noqa: E402
 from models.methods.heuristic import solve_heuristic  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
 from models.problem.plan import Infeasible, NoPlanInTime, TooLarge  # noqa: E402
+from models.problem.solver import one_blas_thread  # noqa: E402
 
 
 def timed(solve):
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, one_blas_thread():
         folder = args.keep or Path(scratch)
         for case in cases:
             try:

@@ -29,6 +29,7 @@ def solve(instance: Instance, method: str = "exact", **options) -> Plan:
     `plan.slo_met` or `evaluate_plan` before deploying it.
     """
     from models.methods.registry import METHODS, REPLANNING_METHODS, SolveOptions  # here: see the module docstring
+    from models.problem.solver import one_blas_thread
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; the methods are: {', '.join(METHODS)}")
@@ -40,4 +41,5 @@ def solve(instance: Instance, method: str = "exact", **options) -> Plan:
     if options.get("replanning") is not None and method not in REPLANNING_METHODS:
         raise ValueError(f"method {method!r} does not re-plan from a running plan; "
                          f"{' and '.join(REPLANNING_METHODS)} do")
-    return METHODS[method](instance, SolveOptions(**options))
+    with one_blas_thread():
+        return METHODS[method](instance, SolveOptions(**options))
