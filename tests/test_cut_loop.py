@@ -106,6 +106,14 @@ def loop_to_second_round(instance):
     loop.run()
 
 
+def test_every_round_after_the_first_starts_from_the_incumbent(larger, capfd):
+    """HiGHS completes the start (the incumbent's integers) by its LP and takes it, round after round."""
+    plan = solve_exact(larger[0], tee=True)
+    log = capfd.readouterr().out
+    assert plan.notes["mip_rounds"] >= 2
+    assert log.count("MIP start solution is feasible") == plan.notes["mip_rounds"] - 1
+
+
 def test_the_reported_gap_is_never_below_the_mips_tolerance(tiny):
     plan = solve_exact(tiny)
     assert plan.solver.status == "optimal"

@@ -205,6 +205,7 @@ class CutLoop:
         self.prices: np.ndarray | None = None  # the last prices found: where the next window and smoothing start
         self.points: set[tuple] = set()  # the MIP solutions seen: shares and quality, rounded
         self.stop_reason = ""
+        self.start: pyo.ComponentMap | None = None  # the integer values of the MIP solution that gave the incumbent
 
     # ---------------------------------------------------------------- the loop
 
@@ -247,6 +248,7 @@ class CutLoop:
         """Step 1: the MIP's status (`optimal` or `time_limit`), or None when it has no solution in time."""
         if self.deadline is not None:
             self.solver.config.time_limit = max(remaining(self.deadline), 0.01)
+        self.offer_incumbent()
         result = solve_model(self.m, self.solver)
         self.rounds += 1
         if result.status == "infeasible":
@@ -259,6 +261,18 @@ class CutLoop:
             self.check_bound(result.bound)
             self.bound = self.sense * min(self.sense * self.bound, self.sense * result.bound)
         return result.status if result.has_solution else None
+
+    def offer_incumbent(self) -> None:
+        """Give HiGHS the incumbent as a MIP start: the integer values (setup, placement, segments) of the
+        round that found it, every continuous value left undefined (kHighsUndefined, infinity), so that HiGHS
+        completes it by an LP with those integers fixed. That LP is feasible (later cuts bound only the
+        quality, and no-good cuts exclude only other setups), and its objective is at least as good as the
+        incumbent's."""
+        if self.start is None:
+            return
+        for var in self.m.component_data_objects(pyo.Var):
+            var.set_value(self.start.get(var, math.inf), skip_validation=True)
+        self.solver.config.warmstart = True
 
     def value(self, candidate: SetupCandidate) -> float:
         """The objective's value at a candidate: its quality (less C moves when re-planning), or with the cost
@@ -330,6 +344,8 @@ class CutLoop:
         self.evaluated[key] = candidate
         if self.incumbent is None or self.better(candidate, self.incumbent):
             self.incumbent = candidate
+            self.start = pyo.ComponentMap((var, var.value) for var in self.m.component_data_objects(pyo.Var)
+                                          if var.is_integer())
         return True
 
     def better(self, candidate: SetupCandidate, than: SetupCandidate) -> bool:
