@@ -33,6 +33,7 @@ the heuristic's time on every row.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -65,7 +66,8 @@ def timed(solve):
 
 
 def run_row(case, folder: Path, time_limit: float) -> dict:
-    instance = load_instance(write_case(case, folder / case.name, folder))
+    with contextlib.redirect_stdout(sys.stderr):  # the profiler's report on a case's curves is progress
+        instance = load_instance(write_case(case, folder / case.name, folder))
     print(f"{case.name}: {instance.prompt_count} prompts, target {instance.slo_mean_ttft_ms:g} ms; exact ...",
           file=sys.stderr, flush=True)
     exact, exact_cpu, exact_wall = timed(lambda: solve_exact(instance, time_limit=time_limit))
@@ -91,13 +93,14 @@ def run_row(case, folder: Path, time_limit: float) -> dict:
             "evaluator": "ok" if evaluation.consistent else "REJECTED",
             "eval CPU s": round(time.process_time() - cpu, 2),
         }
-    if isinstance(heuristic, str):
+    if isinstance(heuristic, str):  # refused or no plan: no time to compare with
         row |= {"heur": heuristic, "heur CPU s": round(heuristic_cpu, 1)}
     else:
-        row |= {"heur CPU s": round(heuristic_cpu, 1), "heur quality": round(heuristic.quality, 6)}
+        row |= {"heur": heuristic.solver.status, "heur CPU s": round(heuristic_cpu, 1),
+                "heur quality": round(heuristic.quality, 6),
+                "exact/heur CPU": round(exact_cpu / max(heuristic_cpu, 1e-9), 2)}
         if not isinstance(exact, str):
             row["heur below"] = f"{(exact.quality - heuristic.quality) / exact.quality:.2e}"
-    row["exact/heur CPU"] = round(exact_cpu / max(heuristic_cpu, 1e-9), 2)
     print(f"{case.name}: heuristic {heuristic_cpu:.1f} s CPU ({heuristic_wall:.1f} s wall)", file=sys.stderr,
           flush=True)
     return row
@@ -129,7 +132,7 @@ def main(argv=None) -> int:
                 rows.append({"row": case.name, "exact": f"failed: {type(err).__name__}: {err}"})
             print(pd.DataFrame(rows[-1:]).to_string(index=False), file=sys.stderr, flush=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(pd.DataFrame(rows).fillna("-").to_string(index=False))
+        print(pd.DataFrame(rows).astype(object).fillna("-").to_string(index=False))
     return 0
 
 
