@@ -106,6 +106,11 @@ def loop_to_second_round(instance):
     loop.run()
 
 
+def test_auto_placement_is_per_gpu_up_to_four_gpus_and_patterns_above(tiny, larger):
+    assert solve_exact(tiny).notes["placement"] == "per-gpu (auto: 2 GPUs)"
+    assert solve_exact(larger[0]).notes["placement"] == "patterns (auto: 8 GPUs)"
+
+
 def test_every_round_after_the_first_starts_from_the_incumbent(larger, capfd):
     """HiGHS completes the start (the incumbent's integers) by its LP and takes it, round after round."""
     plan = solve_exact(larger[0], tee=True)

@@ -181,7 +181,7 @@ def test_time_limit_with_an_incumbent(tiny, monkeypatch, capsys):
 
 
 def test_write_model(tiny, tmp_path):
-    solve_exact(tiny, write_model=str(tmp_path / "tiny.lp"))
+    solve_exact(tiny, placement="patterns", write_model=str(tmp_path / "tiny.lp"))
     text = (tmp_path / "tiny.lp").read_text()
     assert "quality_cuts" in text and "pattern_cover" in text
     solve_exact(tiny, placement="per-gpu", write_model=str(tmp_path / "per-gpu.lp"))

@@ -46,7 +46,7 @@ METHOD_FLAGS = {
     "--threads": ("threads", None),
     "--mip-gap": ("mip_gap", DEFAULT_MIP_GAP),
     "--formulation": ("per_prompt", "cuts"),
-    "--placement": ("placement", "patterns"),
+    "--placement": ("placement", "auto"),
     "--write-model": ("write_model", None),
     "--utilization-floor": ("utilization_floor", DEFAULT_UTILIZATION_FLOOR),
 }
@@ -67,9 +67,10 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--formulation", choices=("cuts", "per-prompt"),
                         help="exact: quality by dual-price cuts, or one routing variable per prompt, the textbook "
                              "form (default: cuts)")
-    parser.add_argument("--placement", choices=("patterns", "per-gpu"),
+    parser.add_argument("--placement", choices=("auto", "patterns", "per-gpu"),
                         help="exact: GPU placement by counts of GPU patterns (no GPU symmetry), or a binary per "
-                             "option and GPU, the textbook form (default: patterns)")
+                             "option and GPU, the textbook form (default: auto, per-gpu on up to 4 GPUs, "
+                             "else patterns)")
     parser.add_argument("--write-model", metavar="FILE.lp",
                         help="exact: write the MIP as solved, cuts included (.lp or .mps; default: not written)")
     parser.add_argument("--utilization-floor", type=fraction, metavar="FRACTION",

@@ -124,6 +124,7 @@ def choice_type(instance: Instance, c: tuple) -> GpuType:
 
 
 PLACEMENTS = ("patterns", "per-gpu")
+PER_GPU_UP_TO = 4  # GPUs: `placement="auto"` takes the per-GPU form on clusters this small, else the patterns
 
 
 def build_joint_mip(instance: Instance, per_prompt: bool = False, placement: str = "patterns") -> pyo.ConcreteModel:
@@ -428,7 +429,7 @@ def solve_exact(
     write_model: str | None = None,
     progress: bool = False,
     per_prompt: bool = False,
-    placement: str = "patterns",
+    placement: str = "auto",
     replanning: Replanning | None = None,
 ) -> Plan:
     """Solve the joint MIP to a proven optimum (relative gap `mip_gap`, at least the MIP's tolerance), or
@@ -437,11 +438,7 @@ def solve_exact(
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
-    form = placement
-    if replanning and placement != "per-gpu":
-        form, placement = "per-gpu", "per-gpu (re-planning needs to know which GPU holds which shard)"
-    elif instance.has_replicas and placement != "per-gpu":
-        form, placement = "per-gpu", "per-gpu (replicas, SPEC 4.5: a GPU pattern holds one shard per model)"
+    form, placement = placement_form(instance, placement, replanning)
     try:
         m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
     except TooManyPatterns as err:
@@ -472,6 +469,22 @@ def solve_exact(
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
                       notes, sensitivity_of(best.routing), replanning=replanning,
                       replica_shares=best.routing.replica_shares)
+
+
+def placement_form(instance: Instance, placement: str, replanning: Replanning | None) -> tuple[str, str]:
+    """The placement form the MIP is built in, and the plan's note on it. Re-planning and replicas need the
+    per-GPU form. `auto` takes it on clusters of at most PER_GPU_UP_TO GPUs, where GPU symmetry is small
+    (exact in CPU seconds, patterns against per-GPU: scale-3m4g-slack 1.75 and 0.9, paper-4xA100 0.95 and
+    0.79, scale-3m4g-binding 0.81 and 0.80, paper-4xA100-binding 0.78 and 0.91), and the patterns above
+    (scale-4m8g-slack 3.5 and 10.0, paper-8xA100 1.2 and 2.3, scale-8m32g-slack 3.0 and 24)."""
+    if replanning and placement != "per-gpu":
+        return "per-gpu", "per-gpu (re-planning needs to know which GPU holds which shard)"
+    if instance.has_replicas and placement != "per-gpu":
+        return "per-gpu", "per-gpu (replicas, SPEC 4.5: a GPU pattern holds one shard per model)"
+    if placement == "auto":
+        form = "per-gpu" if instance.gpu_count <= PER_GPU_UP_TO else "patterns"
+        return form, f"{form} (auto: {instance.gpu_count} GPUs)"
+    return placement, placement
 
 
 def best_quality_at_cost(m: pyo.ConcreteModel, instance: Instance, solver, prompts: Prompts, loop: CutLoop,

@@ -34,7 +34,7 @@ class SolveOptions:
     threads: int | None = None
     mip_gap: float = DEFAULT_MIP_GAP
     per_prompt: bool = False
-    placement: str = "patterns"
+    placement: str = "auto"
     write_model: str | None = None
     progress: bool = False
     utilization_floor: float = DEFAULT_UTILIZATION_FLOOR
