@@ -165,3 +165,23 @@ def test_console_script_exit_status():
     done = subprocess.run([console_script(), "--no-such-option"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2
     assert done.stderr == "error: unrecognized arguments: --no-such-option (see --help)\n"
+
+
+def test_solve_and_the_command_line_hold_numpy_blas_to_one_thread(tiny, monkeypatch, capsys):
+    """OpenBLAS's spinning threads cost CPU and no wall time here (models/problem/solver.py, `one_blas_thread`)."""
+    from threadpoolctl import threadpool_info
+
+    from models.cli.main import main
+
+    seen = []
+
+    def record(instance, options):
+        seen.append({info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"})
+        raise Infeasible("recorded")
+
+    monkeypatch.setitem(registry.METHODS, "exact", record)
+    with pytest.raises(Infeasible):
+        models.solve(tiny, "exact")
+    main([str(tiny.folder), "--method", "exact"])
+    capsys.readouterr()
+    assert seen == [{1}, {1}]
