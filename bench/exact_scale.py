@@ -52,7 +52,7 @@ from models.methods.exact import solve_exact  # noqa: E402
 from models.methods.heuristic import solve_heuristic  # noqa: E402
 from models.problem.instance import load_instance  # noqa: E402
 from models.problem.plan import Infeasible, NoPlanInTime, TooLarge  # noqa: E402
-from models.problem.solver import one_blas_thread  # noqa: E402
+from models.problem.blas import one_blas_thread  # noqa: E402
 
 
 def timed(solve):

@@ -29,7 +29,7 @@ def solve(instance: Instance, method: str = "exact", **options) -> Plan:
     `plan.slo_met` or `evaluate_plan` before deploying it.
     """
     from models.methods.registry import METHODS, REPLANNING_METHODS, SolveOptions  # here: see the module docstring
-    from models.problem.solver import one_blas_thread
+    from models.problem.blas import one_blas_thread
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; the methods are: {', '.join(METHODS)}")

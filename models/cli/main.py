@@ -325,7 +325,7 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     from models.problem.files import OutputError
     from models.problem.interrupts import Interrupted, interrupt_on_sigint
-    from models.problem.solver import one_blas_thread
+    from models.problem.blas import one_blas_thread
 
     argv = sys.argv[1:] if argv is None else list(argv)
     with interrupt_on_sigint(), one_blas_thread():

@@ -24,7 +24,6 @@ import highspy
 from pyomo.common.tee import capture_output
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
-from threadpoolctl import threadpool_limits
 
 from models.problem.interrupts import stoppable
 from models.problem.tolerances import DEFAULT_MIP_GAP, LP_FEASIBILITY, MIP_ABS_GAP
@@ -50,14 +49,6 @@ def remaining(deadline: float | None) -> float | None:
     if left <= 0:
         raise DeadlinePassed("the time limit passed")
     return left
-
-
-def one_blas_thread():
-    """numpy's BLAS (OpenBLAS) held to one thread while planning (a context manager). Its threads spin
-    between calls, and the products here are small (Newton steps over M models): measured with
-    `bench/exact_scale.py`'s instances, exact on scale-8m32g-slack took 6.2 s of CPU with them and 3.4 s
-    with one, in 3.6 and 3.3 s of wall time; on paper-4xA100 at 300,000 prompts 3.7 and 2.3 s of CPU."""
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def highs_running(highs: highspy.Highs):
