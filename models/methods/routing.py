@@ -179,14 +179,14 @@ def solve_routing_lp(instance: Instance, setup: Setup | Replicas, shares_hint, p
     The window is centered on the prices of the LP over a sample of the rows (`sampled_prices`), which
     starts from `prices_hint`, optimal transport prices at `shares_hint`. Each non-convex curve is held to
     `segments[(model, replica)]`, or by default to the segment holding the replica's even part of
-    `shares_hint`. Fixed rows that the LP moves join the window (module docstring). With a `deadline` (a `time.perf_counter()` value), `DeadlinePassed`
-    is raised once it passes (checked before every LP, and HiGHS gets the time left). `prompts` is
-    `Prompts.merge(instance.scores)`, if the caller has it already."""
+    `shares_hint`. Fixed rows that the LP moves join the window (module docstring). With a `deadline` (a
+    `time.perf_counter()` value), `DeadlinePassed` is raised once it passes (checked before every LP, and
+    HiGHS gets the time left). `prompts` is `Prompts.merge(instance.scores)`, if the caller has it already."""
     deployed = deployed_models(setup)
     if segments is None:
         segments = nonconvex_segments(instance, setup, shares_hint)
-    prompts = Prompts.merge(instance.scores) if prompts is None else prompts
-    return routing_over(instance, setup, prompts.over(deployed),
+    over_deployed = Prompts.merge(instance.scores[:, deployed]) if prompts is None else prompts.over(deployed)
+    return routing_over(instance, setup, over_deployed,
                         np.asarray(prices_hint, dtype=float)[deployed], segments, deadline)
 
 

@@ -213,7 +213,7 @@ class FixedRows:
 
 def smoothed_prices(prompts: Prompts, shares: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Approximate optimal prices: minimize T (1/N) sum_r c_r logsumexp((s_r - alpha)/T) + alpha.w
-    by damped Newton steps at T = 1e-1, 1e-2, 1e-3, or at 1e-3 alone from `start` (alpha[0] stays
+    by damped Newton steps at T = 1e-1, 1e-2, 1e-3, 1e-4, or at 1e-3, 1e-4 from `start` (alpha[0] stays
     fixed); returns them and the last temperature. The window LP makes the answer exact, so rough
     prices only cost a wider window, and two shortcuts cost nothing in exactness: the coarse
     temperatures see an evenly spaced sample of at most COARSE_SAMPLE rows, and at the last one a row
