@@ -21,7 +21,8 @@ from models.evaluation.evaluate import evaluate_plan
 from models.methods.baselines import solve_baseline
 from models.methods.brute_force import solve_enumerate
 from models.methods.exact import build_joint_mip, solve_exact
-from models.methods.heuristic import first_fit_decreasing, prune_setups, solve_heuristic
+from models.methods.heuristic import prune_setups, solve_heuristic
+from models.problem.setup import first_fit_decreasing
 from models.output.export import write_export
 from models.output.plots import plot_gpu_map
 from models.problem.instance import InputError, Option, load_instance

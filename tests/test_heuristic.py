@@ -19,12 +19,12 @@ import pytest
 
 from models.methods.brute_force import solve_enumerate
 from models.evaluation.evaluate import evaluate_plan
-from models.methods.heuristic import (PriceRouter, SetupLatency, exact_quality, first_fit_decreasing, format_spread, project,
+from models.methods.heuristic import (PriceRouter, SetupLatency, exact_quality, format_spread, project,
                               prune_setups, repair, search_setups, search_summary, setup_spread,
                               solve_heuristic)
 from models.problem.instance import Curve, Instance, Model, Option, load_instance
 from models.problem.plan import Infeasible, NoPlanInTime
-from models.problem.setup import find_placement
+from models.problem.setup import find_placement, first_fit_decreasing
 from models.problem.transport import Prompts
 from random_instances import write_random_instance
 

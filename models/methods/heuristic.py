@@ -66,8 +66,8 @@ import pandas as pd
 from models.problem.instance import Instance, Objective
 from models.problem.latency import SharePieces, option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, TooLarge, build_plan
-from models.problem.setup import (MEMORY_TOL_GB, Placement, Setup, compute_on_type, compute_pct,
-                                  count_within_compute, describe_setup, model_choices, setups_within_compute)
+from models.problem.setup import (Placement, Setup, compute_on_type, compute_pct, count_within_compute,
+                                  describe_setup, first_fit_decreasing, model_choices, setups_within_compute)
 from models.problem.defaults import DEFAULT_UTILIZATION_FLOOR
 from models.problem.progress import Progress
 from models.problem.tolerances import SHARE_TOL
@@ -139,30 +139,6 @@ def prune_setups(instance: Instance, utilization_floor: float) -> SetupSearch:
 def refuse(reason: str, utilization_floor: float):
     higher = " (or a higher --utilization-floor)" if utilization_floor < 1 else ""
     raise TooLarge(f"the heuristic's setup search: {reason}; use --method exact{higher}")
-
-
-def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
-    """Shards by decreasing MPS share (then memory), each on the first GPU of its option's type with room
-    that holds no shard of its model; None if some shard finds no GPU."""
-    deployed = [k for k, o in enumerate(setup) if o is not None]
-    order = sorted(deployed, key=lambda k: (-setup[k].mps_pct, -instance.models[k].shard_gb(setup[k].tp), k))
-    numbers = [g for t in instance.types for g in t.gpus]  # the GPUs' numbers, by position in these arrays
-    kinds = np.array([t.name for t in instance.types for _ in t.gpus], dtype=object)
-    free_memory = np.array([t.memory_gb for t in instance.types for _ in t.gpus])
-    free_compute = np.full(len(numbers), 100)
-    gpus: dict[int, list[int]] = {k: [] for k in deployed}
-    for k in order:
-        memory, share = instance.models[k].shard_gb(setup[k].tp), setup[k].mps_pct
-        for _ in range(setup[k].tp):
-            room = (kinds == setup[k].gpu_type) & (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
-            room[gpus[k]] = False
-            if not room.any():
-                return None
-            g = int(np.argmax(room))
-            free_memory[g] -= memory
-            free_compute[g] -= share
-            gpus[k].append(g)
-    return tuple(tuple(sorted(numbers[g] for g in gpus.get(k, ()))) for k in range(len(setup)))
 
 
 # ---------------------------------------------------------------- inner: prices

@@ -2,7 +2,8 @@
 
 A setup assigns each model an `Option` or `None` (not deployed). A placement
 puts a deployed model's `tp` shards on distinct GPUs under memory (3) and
-compute share (4). `find_placement` searches placements exactly;
+compute share (4). `find_placement` searches placements exactly,
+`first_fit_decreasing` places quickly and may miss one;
 `candidate_setups` lists the setups that pass the cluster-wide totals.
 """
 
@@ -135,6 +136,30 @@ def placeable_setups(instance: Instance, cheapest: bool = False) -> Iterator[tup
         placement = cheapest_placement(instance, setup) if cheapest else find_placement(instance, setup)
         if placement is not None:
             yield setup, placement
+
+
+def first_fit_decreasing(instance: Instance, setup: Setup) -> Placement | None:
+    """Shards by decreasing MPS share (then memory), each on the first GPU of its option's type with room
+    that holds no shard of its model; None if some shard finds no GPU."""
+    deployed = [k for k, o in enumerate(setup) if o is not None]
+    order = sorted(deployed, key=lambda k: (-setup[k].mps_pct, -instance.models[k].shard_gb(setup[k].tp), k))
+    numbers = [g for t in instance.types for g in t.gpus]  # the GPUs' numbers, by position in these arrays
+    kinds = np.array([t.name for t in instance.types for _ in t.gpus], dtype=object)
+    free_memory = np.array([t.memory_gb for t in instance.types for _ in t.gpus])
+    free_compute = np.full(len(numbers), 100)
+    gpus: dict[int, list[int]] = {k: [] for k in deployed}
+    for k in order:
+        memory, share = instance.models[k].shard_gb(setup[k].tp), setup[k].mps_pct
+        for _ in range(setup[k].tp):
+            room = (kinds == setup[k].gpu_type) & (free_memory + MEMORY_TOL_GB >= memory) & (free_compute >= share)
+            room[gpus[k]] = False
+            if not room.any():
+                return None
+            g = int(np.argmax(room))
+            free_memory[g] -= memory
+            free_compute[g] -= share
+            gpus[k].append(g)
+    return tuple(tuple(sorted(numbers[g] for g in gpus.get(k, ()))) for k in range(len(setup)))
 
 
 def find_placement(instance: Instance, setup: Setup, usable: Sequence[int] | None = None) -> Placement | None:
