@@ -70,7 +70,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--placement", choices=("auto", "patterns", "per-gpu"),
                         help="exact: GPU placement by counts of GPU patterns (no GPU symmetry), or a binary per "
                              "option and GPU, the textbook form (default: auto, per-gpu on up to 4 GPUs, "
-                             "else patterns)")
+                             "else patterns; auto first tries the widest setup, which may prove optimality "
+                             "without the MIP)")
     parser.add_argument("--write-model", metavar="FILE.lp",
                         help="exact: write the MIP as solved, cuts included (.lp or .mps; default: not written)")
     parser.add_argument("--utilization-floor", type=fraction, metavar="FRACTION",

@@ -324,8 +324,7 @@ class CutLoop:
         segments = mip_segments(self.m)
         cost = placement_cost(self.instance, placement)
         moves = self.replanning.moves(self.instance.model_names, setup, placement) if self.replanning else 0
-        key = (setup, tuple(sorted(segments.items())), round(cost, 9) if self.min_quality is not None else None,
-               moves)
+        key = self.key(setup, segments, cost, moves)
         if key in self.evaluated:
             return False
         prices = self.prices if self.prices is not None else np.zeros(len(setup))
@@ -347,6 +346,21 @@ class CutLoop:
             self.start = pyo.ComponentMap((var, var.value) for var in self.m.component_data_objects(pyo.Var)
                                           if var.is_integer())
         return True
+
+    def key(self, setup: Setup | Replicas, segments: Segments, cost: float, moves: int) -> tuple:
+        """What tells candidates apart: the setup and its segments, its cost with the cost objective, its moves."""
+        return (setup, tuple(sorted(segments.items())), round(cost, 9) if self.min_quality is not None else None,
+                moves)
+
+    def start_from(self, candidate: SetupCandidate) -> None:
+        """A plan known before the first round (a convex setup, with no moves): the incumbent, with the cut at
+        its shares, and its setup counts as evaluated."""
+        self.incumbent = candidate
+        self.evaluated[self.key(candidate.setup, {}, candidate.cost, 0)] = candidate
+        if self.with_cuts:
+            self.prices = full_prices(self.prompts, candidate.routing)
+            add_quality_cut(self.m, self.prompts, self.prices)
+            self.cuts += 1
 
     def better(self, candidate: SetupCandidate, than: SetupCandidate) -> bool:
         """Higher quality (less C moves when re-planning); with the cost objective lower cost, then higher

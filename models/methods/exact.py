@@ -97,14 +97,15 @@ import pyomo.environ as pyo
 from models.problem.instance import GpuType, Instance, Objective, Option
 from models.problem.latency import option_pieces
 from models.problem.plan import Infeasible, NoPlanInTime, Plan, SolverReport, build_plan, slo_out_of_reach
-from models.methods.cut_loop import CutLoop, MipInfeasible, choice_of
+from models.methods.capacity_bound import WidestPlan, widest_plan
+from models.methods.cut_loop import CutLoop, MipInfeasible, SetupCandidate, choice_of
 from models.methods.routing import SetupRouting
-from models.problem.setup import TooManyPatterns, maximal_patterns
+from models.problem.setup import TooManyPatterns, maximal_patterns, placement_cost
 from models.problem.defaults import DEFAULT_MIP_GAP
 from models.problem.tolerances import GAP_FLOOR
 from models.problem.interrupts import Interrupted
 from models.problem.moves import Replanning
-from models.problem.solver import make_solver, solve_model
+from models.problem.solver import DeadlinePassed, make_solver, solve_model
 from models.problem.transport import Prompts
 
 
@@ -434,10 +435,20 @@ def solve_exact(
 ) -> Plan:
     """Solve the joint MIP to a proven optimum (relative gap `mip_gap`, at least the MIP's tolerance), or
     report the best plan with its bound and gap at the time limit (models/methods/cut_loop.py). With
-    `replanning`, maximize quality - C moves on the per-GPU placement (SPEC 4.7)."""
+    `replanning`, maximize quality - C moves on the per-GPU placement (SPEC 4.7).
+
+    With `placement="auto"` (and neither `per_prompt`, `write_model` nor `replanning`), the widest setup's plan
+    comes first (models/methods/capacity_bound.py): when it attains the capacity relaxation's bound it is
+    returned, proven optimal without a MIP; otherwise the cut loop starts from it. A placement form asked
+    for by name always solves the MIP in that form."""
     start = time.perf_counter()
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
+    use_relaxation = placement == "auto" and not (per_prompt or write_model or replanning)
+    widest = widest_plan_in_time(instance, prompts, deadline) if use_relaxation and relaxation_applies(instance) \
+        else None
+    if widest is not None and widest.attains_bound:
+        return widest_setup_plan(instance, widest, time.perf_counter() - start)
     form, placement = placement_form(instance, placement, replanning)
     try:
         m = build_joint_mip(instance, per_prompt=per_prompt, placement=form)
@@ -448,6 +459,9 @@ def solve_exact(
         add_move_cost(m, replanning)
     solver = make_solver(time_limit=time_limit, mip_gap=mip_gap / 10, threads=threads, tee=tee)
     loop = CutLoop(m, solver, instance, prompts, mip_gap, deadline, progress, replanning)
+    if widest is not None:
+        loop.start_from(SetupCandidate(widest.setup, widest.placement, widest.routing,
+                                       cost=placement_cost(instance, widest.placement)))
     try:
         loop.run()
     except Interrupted:
@@ -469,6 +483,34 @@ def solve_exact(
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
                       notes, sensitivity_of(best.routing), replanning=replanning,
                       replica_shares=best.routing.replica_shares)
+
+
+def relaxation_applies(instance: Instance) -> bool:
+    """Whether the capacity relaxation bounds the instance (models/methods/capacity_bound.py): the quality
+    objective, and one replica per model."""
+    return instance.objective.kind == "quality" and not instance.has_replicas
+
+
+def widest_plan_in_time(instance: Instance, prompts: Prompts, deadline: float | None) -> WidestPlan | None:
+    """The widest setup's plan, or None if it has none or the time limit passes first (the loop then reports
+    that no plan was found in time)."""
+    try:
+        return widest_plan(instance, prompts, deadline)
+    except DeadlinePassed:
+        return None
+
+
+def widest_setup_plan(instance: Instance, widest: WidestPlan, seconds: float) -> Plan:
+    """The widest setup's plan, optimal because it attains the capacity relaxation's bound (no MIP is solved):
+    the bound is its own quality, and the gap the least a plan reports."""
+    notes = {"formulation": "cuts", "placement": "first-fit decreasing", "mip_rounds": 0, "cuts": 0,
+             "setups_evaluated": 1, "routing_window_rows": widest.routing.window_rows,
+             "proof": (f"capacity relaxation: every model at its option of largest capacity fits the cluster, and "
+                       f"the target is slack at its routing LP's optimum (mean TTFT {widest.mean_ttft_ms:.2f} ms), "
+                       "so no plan has higher quality (docs/formulation.md)")}
+    quality = widest.routing.quality
+    return build_plan(instance, "exact", widest.setup, widest.placement, widest.routing.shares, quality,
+                      SolverReport("optimal", seconds, GAP_FLOOR, quality), notes, sensitivity_of(widest.routing))
 
 
 def placement_form(instance: Instance, placement: str, replanning: Replanning | None) -> tuple[str, str]:
