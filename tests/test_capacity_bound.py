@@ -9,6 +9,7 @@ import pytest
 from models.evaluation.evaluate import evaluate_plan
 from models.methods.capacity_bound import widest_plan
 from models.methods.exact import solve_exact
+from models.output.report import format_plan
 from models.problem.instance import load_instance
 from models.problem.latency import option_pieces
 from models.problem.solver import solve_model
@@ -54,7 +55,9 @@ def test_exact_proves_by_the_relaxation_only_where_it_is_attained(random_instanc
             assert plan.notes["mip_rounds"] == 0 and plan.solver.status == "optimal"
             assert plan.quality == pytest.approx(bound, abs=1e-9)
             assert plan.mean_ttft_ms < instance.slo_mean_ttft_ms
-            assert evaluate_plan(instance, plan.to_dict()).consistent
+            evaluation = evaluate_plan(instance, plan.to_dict())
+            assert evaluation.consistent
+            assert "\nproof: capacity relaxation" in format_plan(plan, evaluation)
             by_patterns = solve_exact(instance, placement="patterns")  # the MIP, asked for by name
             assert by_patterns.notes["mip_rounds"] >= 1
             assert by_patterns.quality == pytest.approx(plan.quality, abs=1e-6)

@@ -471,7 +471,7 @@ def solve_exact(
             raise Infeasible(below_min_quality(instance, deadline, threads)) from None
         raise Infeasible(infeasibility_reason(instance, form, deadline)) from None
     if loop.incumbent is None:
-        raise NoPlanInTime(f"exact: the time limit of {time_limit:g} s passed before the MIP found a plan")
+        raise NoPlanInTime(f"exact: the time limit of {time_limit:g} s passed before a plan was found")
     notes = {"formulation": "per-prompt" if per_prompt else "cuts", "placement": placement, **loop.notes()}
     best = loop.incumbent
     if instance.objective.kind == "cost" and loop.status() == "optimal":
@@ -507,7 +507,7 @@ def widest_setup_plan(instance: Instance, widest: WidestPlan, seconds: float) ->
              "setups_evaluated": 1, "routing_window_rows": widest.routing.window_rows,
              "proof": (f"capacity relaxation: every model at its option of largest capacity fits the cluster, and "
                        f"the target is slack at its routing LP's optimum (mean TTFT {widest.mean_ttft_ms:.2f} ms), "
-                       "so no plan has higher quality (docs/formulation.md)")}
+                       "so no plan has higher quality (docs/formulation.md, \"Before the MIP\")")}
     quality = widest.routing.quality
     return build_plan(instance, "exact", widest.setup, widest.placement, widest.routing.shares, quality,
                       SolverReport("optimal", seconds, GAP_FLOOR, quality), notes, sensitivity_of(widest.routing))

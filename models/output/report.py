@@ -68,6 +68,8 @@ def format_plan(plan: Plan, evaluation: Evaluation) -> str:
         lines.append(f"GPUs in use cost {plan.cost_per_hour:g} per hour{floor}")
     if plan.solver.bound is not None:
         lines.append(f"bound {plan.solver.bound:.6f} · gap {fmt(plan.solver.gap, '.2e')}")
+    if "proof" in plan.notes:
+        lines.append(f"proof: {plan.notes['proof']}")
     if plan.sensitivity:
         lines.append(f"sensitivity at this setup: +1 ms of target {plan.sensitivity['quality_per_ms_of_target']:+.2e} "
                      f"quality · +1 request/s of load {plan.sensitivity['quality_per_rps_of_load']:+.2e} quality")
