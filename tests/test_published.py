@@ -16,7 +16,7 @@ from models.methods.exact import solve_exact
 from models.methods.registry import METHODS, SolveOptions
 from models.problem.instance import InputError, load_instance
 from models.problem.plan import Infeasible, NoPlanInTime
-from models.problem.published import PublishedRouting
+from models.problem.published import PublishedRouting, publish_routing
 from models.problem.realized import realized_routing
 from random_instances import write_random_instance
 
@@ -204,3 +204,16 @@ def test_evaluator_rejects_a_wrong_published_routing(tiny):
     unknown = json.loads(json.dumps(plan))
     unknown["routing"]["splits"][0]["prompt_id"] = "p9"
     assert "not a prompt of the instance" in evaluate_plan(tiny, unknown).violations[0].message
+
+
+def test_a_prices_hint_changes_no_published_routing_property():
+    """`prices_hint` only starts the transportation solve: with the plan's prices, with poor ones (zeros) and
+    without one, the published routing realizes the plan's shares and quality."""
+    instance = load_instance(DATA / "paper-4xA100")
+    plan = solve_exact(instance)
+    deployed = [k for k, share in enumerate(plan.shares) if plan.setup[k] is not None]
+    for hint in (None, plan.routing.prices, np.zeros(len(plan.shares))):
+        published = publish_routing(instance.scores, instance.prompt_ids, deployed, plan.shares, hint)
+        realized = realized_routing(instance, dataclasses.replace(plan, routing=published))
+        assert realized.reproduces_plan and realized.deployable
+        assert realized.realized_quality == pytest.approx(plan.quality, abs=1e-9)

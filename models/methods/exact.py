@@ -482,7 +482,7 @@ def solve_exact(
     return build_plan(instance, "exact", best.setup, best.placement, best.routing.shares, best.quality,
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
                       notes, sensitivity_of(best.routing), replanning=replanning,
-                      replica_shares=best.routing.replica_shares)
+                      replica_shares=best.routing.replica_shares, prices_hint=best.routing.prices)
 
 
 def relaxation_applies(instance: Instance) -> bool:
@@ -510,7 +510,8 @@ def widest_setup_plan(instance: Instance, widest: WidestPlan, seconds: float) ->
                        "so no plan has higher quality (docs/formulation.md, \"Before the MIP\")")}
     quality = widest.routing.quality
     return build_plan(instance, "exact", widest.setup, widest.placement, widest.routing.shares, quality,
-                      SolverReport("optimal", seconds, GAP_FLOOR, quality), notes, sensitivity_of(widest.routing))
+                      SolverReport("optimal", seconds, GAP_FLOOR, quality), notes, sensitivity_of(widest.routing),
+                      prices_hint=widest.routing.prices)
 
 
 def placement_form(instance: Instance, placement: str, replanning: Replanning | None) -> tuple[str, str]:

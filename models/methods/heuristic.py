@@ -419,6 +419,12 @@ class SetupResult:
         shares[list(self.deployed)] = self.candidate.shares
         return shares / shares.sum()
 
+    def full_prices(self, model_count: int) -> np.ndarray:
+        """The candidate's tuned prices over all models (NaN where not deployed)."""
+        prices = np.full(model_count, np.nan)
+        prices[list(self.deployed)] = self.candidate.prices
+        return prices
+
 
 def inner_solve(instance: Instance, prompts: Prompts, setup: Setup, placement: Placement) -> SetupResult:
     """The inner solve: the best candidate shares for a fixed setup, or none if it cannot meet the SLO."""
@@ -469,10 +475,12 @@ def search_setups(instance: Instance, prompts: Prompts, utilization_floor: float
 
 
 def exact_quality(prompts: Prompts, result: SetupResult) -> float:
-    """Q(w) of the setup's candidate shares: its bound when certified, else the transportation problem."""
+    """Q(w) of the setup's candidate shares: its bound when certified, else the transportation problem (started
+    from the candidate's prices)."""
     if result.candidate.certified:
         return result.candidate.bound
-    return best_routing(prompts, result.full_shares(prompts.rows.shape[1])).quality
+    models = prompts.rows.shape[1]
+    return best_routing(prompts, result.full_shares(models), result.full_prices(models)).quality
 
 
 def best_result(prompts: Prompts, results, deadline: float | None = None) -> tuple[SetupResult | None, float, int]:
@@ -545,7 +553,7 @@ def solve_heuristic(instance: Instance, time_limit: float | None = None,
         notes["cut_short"] = "the time limit passed while the candidates' exact quality was computed"
     report = SolverReport("heuristic", time.perf_counter() - start)
     return build_plan(instance, "heuristic", best.setup, best.placement, best.full_shares(len(instance.models)),
-                      quality, report, notes)
+                      quality, report, notes, prices_hint=best.full_prices(len(instance.models)))
 
 
 def solve_cheapest_heuristic(instance: Instance, time_limit: float | None = None,

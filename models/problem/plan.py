@@ -232,15 +232,17 @@ def build_plan(
     routing: PublishedRouting | None = None,
     replanning: Replanning | None = None,
     replica_shares: Sequence[Sequence[float]] = (),
+    prices_hint: Sequence[float] | None = None,
 ) -> Plan:
     """Assemble a plan, computing each model's load, latency and TTFT contribution from the curves, and
     its published routing (`models/problem/published.py`) unless one is given; with `replanning`, the
     changes from the current plan (SPEC 4.7). A setup in the replica form (SPEC 4.5) needs `replica_shares`,
-    per model its replicas' shares, for the models with more than one."""
+    per model its replicas' shares, for the models with more than one. `prices_hint` (over all models), the
+    method's own prices at these shares, only speeds up publishing."""
     replicas, held = as_replicas(setup), as_replica_placement(placement)
     if routing is None:
         deployed = [k for k, options in enumerate(replicas) if options]
-        routing = publish_routing(instance.scores, instance.prompt_ids, deployed, shares)
+        routing = publish_routing(instance.scores, instance.prompt_ids, deployed, shares, prices_hint)
     parts = [[replica_row(instance, model, *part)
               for part in zip(options, gpus, replica_shares[k] if len(options) > 1 else (float(share),))]
              for k, (model, options, gpus, share) in enumerate(zip(instance.models, replicas, held, shares))]

@@ -97,15 +97,18 @@ def price_choices(scores: np.ndarray, prices: np.ndarray) -> np.ndarray:
     return np.argmax(np.where(np.isnan(prices), -np.inf, scores - np.nan_to_num(prices)), axis=1)
 
 
-def publish_routing(scores: np.ndarray, prompt_ids, deployed: list[int], shares) -> PublishedRouting:
+def publish_routing(scores: np.ndarray, prompt_ids, deployed: list[int], shares,
+                    prices_hint=None) -> PublishedRouting:
     """Prices, splits and margin that realize `shares` (over all models; zero where not deployed) with the
-    best quality those shares allow."""
+    best quality those shares allow. `prices_hint` (over all models; e.g. the method's own prices at these
+    shares) only speeds up the transportation solve: the routing is exact either way."""
     rows, inverse, counts = np.unique(scores[:, deployed], axis=0, return_inverse=True, return_counts=True)
     prices = np.full(scores.shape[1], np.nan)
     if len(deployed) == 1:
         prices[deployed] = 0.0
         return PublishedRouting(prices, (), None)
-    routing = best_routing(Prompts(rows, counts.astype(float)), np.asarray(shares, dtype=float)[deployed])
+    start = None if prices_hint is None else np.asarray(prices_hint, dtype=float)[deployed]
+    routing = best_routing(Prompts(rows, counts.astype(float)), np.asarray(shares, dtype=float)[deployed], start)
     support = routing.fractions > FRACTION_TOL
     listed = support.sum(axis=1) > 1
     while True:
