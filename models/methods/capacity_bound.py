@@ -57,8 +57,11 @@ def widest_option(instance: Instance, model: Model) -> Option | None:
 
 
 def widest_plan(instance: Instance, prompts: Prompts, deadline: float | None = None) -> WidestPlan | None:
-    """The widest setup's plan (module docstring), or None when it cannot be placed by first-fit decreasing,
-    has a non-convex curve, or cannot meet the target (or a required model has no option: the MIP says why)."""
+    """The widest setup's plan (module docstring), or None when the relaxation does not bound the instance
+    (the cost objective, or replicas), or the widest setup cannot be placed by first-fit decreasing, has a
+    non-convex curve, or cannot meet the target (or a required model has no option: the MIP says why)."""
+    if instance.objective.kind != "quality" or instance.has_replicas:
+        return None
     setup = tuple(widest_option(instance, model) for model in instance.models)
     if any(model.required and option is None for model, option in zip(instance.models, setup)):
         return None

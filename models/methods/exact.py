@@ -445,8 +445,7 @@ def solve_exact(
     deadline = None if time_limit is None else start + time_limit
     prompts = Prompts.merge(instance.scores)
     use_relaxation = placement == "auto" and not (per_prompt or write_model or replanning)
-    widest = widest_plan_in_time(instance, prompts, deadline) if use_relaxation and relaxation_applies(instance) \
-        else None
+    widest = widest_plan_in_time(instance, prompts, deadline) if use_relaxation else None
     if widest is not None and widest.attains_bound:
         return widest_setup_plan(instance, widest, time.perf_counter() - start)
     form, placement = placement_form(instance, placement, replanning)
@@ -483,12 +482,6 @@ def solve_exact(
                       SolverReport(loop.status(), time.perf_counter() - start, loop.reported_gap(), loop.bound),
                       notes, sensitivity_of(best.routing), replanning=replanning,
                       replica_shares=best.routing.replica_shares, prices_hint=best.routing.prices)
-
-
-def relaxation_applies(instance: Instance) -> bool:
-    """Whether the capacity relaxation bounds the instance (models/methods/capacity_bound.py): the quality
-    objective, and one replica per model."""
-    return instance.objective.kind == "quality" and not instance.has_replicas
 
 
 def widest_plan_in_time(instance: Instance, prompts: Prompts, deadline: float | None) -> WidestPlan | None:
