@@ -194,8 +194,15 @@ def routing_over(instance: Instance, setup: Setup | Replicas, prompts: Prompts, 
                  deadline: float | None) -> SetupRouting | None:
     """The routing LP over `prompts` (distinct rows of the deployed models' scores), its window centered
     on the prices a sample of the rows gives from `center` (`sampled_prices`)."""
-    deployed = deployed_models(setup)
     center = sampled_prices(instance, setup, prompts, center, segments, deadline)
+    return window_routing(instance, setup, prompts, center, segments, deadline)
+
+
+def window_routing(instance: Instance, setup: Setup | Replicas, prompts: Prompts, center: np.ndarray, segments: dict,
+                   deadline: float | None) -> SetupRouting | None:
+    """The routing LP over `prompts`, its window centered on the prices `center` (over the deployed models):
+    the rows closest to a tie there start in it, and rows that the LP's moves draw join it."""
+    deployed = deployed_models(setup)
     best, margin = best_models(prompts.rows, center)
     inside = margin <= initial_window(margin, len(deployed))
     lp = RoutingWindow(instance, setup, prompts, segments, best)
@@ -223,12 +230,20 @@ def sampled_prices(instance: Instance, setup: Setup | Replicas, prompts: Prompts
     row the prices misplace, so a hint from shares that are off by a few percent (a first MIP round's)
     would bring tens of thousands of rows into it; the sample's prices misplace few. They only center
     the window: the answer is the LP over all rows either way. If the sample cannot meet the SLO, `center`."""
-    if len(prompts.counts) <= SAMPLE_ROWS:
+    sample = sample_of(prompts)
+    if sample is None:
         return center
-    sample = Prompts(prompts.rows[::SAMPLE_STEP], prompts.counts[::SAMPLE_STEP])
-    sample = Prompts(sample.rows, sample.counts * prompts.prompt_count / sample.prompt_count)
     routing = routing_over(instance, setup, sample, center, segments, deadline)
     return center if routing is None else routing.prices[deployed_models(setup)]
+
+
+def sample_of(prompts: Prompts) -> Prompts | None:
+    """Every SAMPLE_STEP-th row, each standing for the prompts of SAMPLE_STEP rows (the counts scaled to the
+    same number of prompts), when there are more than SAMPLE_ROWS rows; else None."""
+    if len(prompts.counts) <= SAMPLE_ROWS:
+        return None
+    sample = Prompts(prompts.rows[::SAMPLE_STEP], prompts.counts[::SAMPLE_STEP])
+    return Prompts(sample.rows, sample.counts * prompts.prompt_count / sample.prompt_count)
 
 
 def initial_window(margin: np.ndarray, models: int) -> float:
