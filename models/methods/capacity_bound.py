@@ -6,18 +6,30 @@ W = {w >= 0 : sum_i w_i = 1, w_i <= cap_i} and
 
     Q* <= Qbar = max over w in W of Q(w),
 
-the transportation problem with the shares capped instead of fixed: no GPUs and no target.
+the transportation problem with the shares capped instead of fixed: no GPUs and no target. Its dual has a
+price alpha_i >= 0 per cap, and any such prices bound it (weak duality: for a routing y with shares w,
+sum_r c_r s[r,i] y[r,i] / N = sum_r c_r (s[r,i] - alpha_i) y[r,i] / N + sum_i alpha_i w_i):
+
+    Qbar <= B(alpha) = (1/N) sum_r c_r max_i (s[r,i] - alpha_i) + sum_i alpha_i cap_i      (`capacity_bound`).
 
 The widest setup puts every model at an option of largest cap (ties to the smallest mean-TTFT contribution
 H at that cap, then to the first option). When first-fit decreasing places it and its curves are convex,
-its routing LP (models/methods/routing.py) gives a plan: shares w* with quality Q(w*). If the target is
-slack there, sum_i H_i(w*_i) < tau, then w* stays optimal once the target is dropped (an optimum of a
-convex program stays one when a constraint inactive there is removed), and the routing LP without its
-target is exactly Qbar. The plan is then optimal, proven without the MIP: the case of a cluster that
-holds every model at its widest option at once, with a target that does not bind.
+it gives a plan, optimal when it attains Qbar, in one of two ways:
 
-When the target binds, the plan is still a plan, and the cut loop starts from it. A model with replicas
-(SPEC 4.5) can carry more than one option's cap, so the relaxation is not used then.
+* by one transportation solve (`capped_optimum`), on more than SAMPLE_ROWS distinct rows: the routing LP
+  on a sample of the rows (models/methods/routing.py) tells which models sit at their caps; they keep
+  their caps as fixed shares, and the others, which then have price 0, act as one model that scores the
+  best of them, with the share left over. Its prices (alpha_i of a capped model: its price less the merged
+  model's; 0 for the others) make B(alpha) a bound, and the plan is optimal when it meets the target and
+  its quality is B(alpha) within GAP_FLOOR. When the sample guessed the capped models wrong, a free model
+  exceeds its cap or B(alpha) stays above the quality, and the routing LP decides instead;
+* by the routing LP over all rows: if the target is slack there, sum_i H_i(w*_i) < tau, then w* stays
+  optimal once the target is dropped (an optimum of a convex program stays one when a constraint inactive
+  there is removed), and the routing LP without its target is exactly Qbar.
+
+That is the case of a cluster that holds every model at its widest option at once, with a target that does
+not bind. When the target binds, the routing LP's plan is still a plan, and the cut loop starts from it. A
+model with replicas (SPEC 4.5) can carry more than one option's cap, so the relaxation is not used then.
 """
 
 from __future__ import annotations
@@ -26,24 +38,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.methods.routing import SetupRouting, solve_routing_lp
+from models.methods.routing import SetupRouting, routing_over, sample_of, window_routing
+from models.methods.window_lp import bound_scales_with_load
 from models.problem.instance import Instance, Model, Option
-from models.problem.latency import option_pieces
+from models.problem.latency import SharePieces, option_pieces
 from models.problem.setup import Placement, Setup, first_fit_decreasing
-from models.problem.transport import Prompts
+from models.problem.tolerances import GAP_FLOOR, SHARE_TOL
+from models.problem.transport import Prompts, best_routing
 
 SLACK_MS = 1e-6  # the target counts as slack when the plan's mean TTFT is below it by more than this
+AT_CAP = 1e-7  # a model whose share on the sample is this close to its cap counts as capped
 
 
 @dataclass(frozen=True)
 class WidestPlan:
-    """The widest setup's plan, and whether it attains the capacity relaxation's bound (so is optimal)."""
+    """The widest setup's plan, and why it attains the capacity relaxation's bound (so is optimal), or None."""
 
     setup: Setup
     placement: Placement
     routing: SetupRouting
     mean_ttft_ms: float
-    attains_bound: bool
+    proof: str | None
+
+    @property
+    def attains_bound(self) -> bool:
+        return self.proof is not None
 
 
 def widest_option(instance: Instance, model: Model) -> Option | None:
@@ -72,10 +91,106 @@ def widest_plan(instance: Instance, prompts: Prompts, deadline: float | None = N
     placement = first_fit_decreasing(instance, setup)
     if placement is None:
         return None
-    n_models = len(setup)
-    routing = solve_routing_lp(instance, setup, np.full(n_models, 1 / n_models), np.zeros(n_models),
-                               deadline=deadline, prompts=prompts)
+    deployed = [k for k, option in enumerate(setup) if option]
+    over = prompts.over(deployed)
+    center = np.zeros(len(deployed))
+    sample = sample_of(over)
+    if sample is not None:
+        on_sample = routing_over(instance, setup, sample, center, {}, deadline)  # None: the sample misses the target
+        if on_sample is not None:
+            center = on_sample.prices[deployed]
+            if mean_ttft(pieces, on_sample.shares) < instance.slo_mean_ttft_ms - SLACK_MS:
+                capped = capped_plan(instance, setup, placement, pieces, over, on_sample, deadline)
+                if capped is not None:
+                    return capped
+    routing = window_routing(instance, setup, over, center, {}, deadline)
     if routing is None:
         return None
-    mean_ttft = sum(p.contribution(float(w)) for p, w in zip(pieces, routing.shares) if p)
-    return WidestPlan(setup, placement, routing, mean_ttft, mean_ttft < instance.slo_mean_ttft_ms - SLACK_MS)
+    ttft = mean_ttft(pieces, routing.shares)
+    slack = ttft < instance.slo_mean_ttft_ms - SLACK_MS
+    proof = f"the target is slack at its routing LP's optimum (mean TTFT {ttft:.2f} ms)" if slack else None
+    return WidestPlan(setup, placement, routing, ttft, proof)
+
+
+def mean_ttft(pieces: list[SharePieces | None], shares) -> float:
+    return sum(p.contribution(float(w)) for p, w in zip(pieces, shares) if p)
+
+
+def capacity_bound(prompts: Prompts, caps: np.ndarray, prices: np.ndarray) -> float:
+    """B(alpha) of the module docstring, at the prices clipped to alpha >= 0 (over the columns of `prompts`)."""
+    alpha = np.maximum(prices, 0.0)
+    return prompts.bound(alpha) + float(caps @ alpha)
+
+
+@dataclass(frozen=True)
+class CappedOptimum:
+    """Qbar attained: shares, quality, the prices alpha >= 0 whose bound B(alpha) certifies it, and the rows
+    of the transportation solve's window."""
+
+    shares: np.ndarray
+    quality: float
+    prices: np.ndarray
+    bound: float
+    window_rows: int
+
+
+def capped_optimum(prompts: Prompts, caps: np.ndarray, at_cap: np.ndarray, start: np.ndarray,
+                   deadline: float | None = None) -> CappedOptimum | None:
+    """Qbar over the columns of `prompts` by one transportation solve, given the models `at_cap` at the
+    optimum, from prices `start` (module docstring); None when that guess is wrong: no model is left free, a
+    free one exceeds its cap, or the bound is not attained."""
+    pinned, free = np.flatnonzero(at_cap), np.flatnonzero(~at_cap)
+    left = 1.0 - float(caps[pinned].sum())
+    if not len(free) or left <= SHARE_TOL:
+        return None
+    merged = Prompts(np.column_stack([prompts.rows[:, pinned], prompts.rows[:, free].max(axis=1)]), prompts.counts)
+    routing = best_routing(merged, np.append(caps[pinned], left), np.append(start[pinned], 0.0), deadline)
+    n = prompts.prompt_count
+    shares = np.zeros(len(caps))
+    shares[pinned] = prompts.counts @ routing.fractions[:, :-1] / n
+    best_free = free[np.argmax(prompts.rows[:, free], axis=1)]
+    shares += np.bincount(best_free, weights=prompts.counts * routing.fractions[:, -1], minlength=len(caps)) / n
+    prices = np.zeros(len(caps))
+    prices[pinned] = routing.prices[:-1] - routing.prices[-1]
+    bound = capacity_bound(prompts, caps, prices)
+    if np.any(shares > caps + SHARE_TOL) or bound - routing.quality > GAP_FLOOR * max(1.0, abs(routing.quality)):
+        return None
+    return CappedOptimum(shares, routing.quality, np.maximum(prices, 0.0), bound, routing.window_rows)
+
+
+def capped_plan(instance: Instance, setup: Setup, placement: Placement, pieces: list[SharePieces | None],
+                prompts: Prompts, on_sample: SetupRouting, deadline: float | None) -> WidestPlan | None:
+    """The widest setup's plan from `capped_optimum` over the deployed models' `prompts`, with the models at
+    their caps on the sample, if it attains Qbar and meets the target; else None."""
+    deployed = [k for k, p in enumerate(pieces) if p]
+    caps = np.array([pieces[k].max_share for k in deployed])
+    at_cap = on_sample.shares[deployed] >= caps - AT_CAP
+    optimum = capped_optimum(prompts, caps, at_cap, on_sample.prices[deployed], deadline)
+    if optimum is None:
+        return None
+    shares = np.zeros(len(setup))
+    shares[deployed] = optimum.shares
+    ttft = mean_ttft(pieces, shares)
+    if ttft > instance.slo_mean_ttft_ms:
+        return None
+    routing = SetupRouting(optimum.quality, shares, deployed_prices(len(setup), deployed, optimum.prices),
+                           optimum.window_rows, 0.0, quality_per_rps(instance, pieces, deployed, caps, optimum),
+                           tuple((float(w),) if p else () for p, w in zip(pieces, shares)))
+    proof = (f"its shares meet the target (mean TTFT {ttft:.2f} ms) and attain the bound that prices on the caps "
+             f"give ({optimum.bound:.9f})")
+    return WidestPlan(setup, placement, routing, ttft, proof)
+
+
+def deployed_prices(models: int, deployed: list[int], prices: np.ndarray) -> np.ndarray:
+    """Prices over all models, NaN where not deployed."""
+    full = np.full(models, np.nan)
+    full[deployed] = prices
+    return full
+
+
+def quality_per_rps(instance: Instance, pieces: list[SharePieces | None], deployed: list[int], caps: np.ndarray,
+                    optimum: CappedOptimum) -> float:
+    """d Qbar / d lam by the envelope theorem: d Qbar / d cap_i = alpha_i, and a cap that is a profiled load
+    over lam moves by -cap_i / lam (models/methods/routing.py)."""
+    scales = np.array([bound_scales_with_load(pieces[k], float(cap)) for k, cap in zip(deployed, caps)])
+    return float(-(optimum.prices * caps)[scales].sum() / instance.arrival_rate_rps)

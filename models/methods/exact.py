@@ -499,8 +499,7 @@ def widest_setup_plan(instance: Instance, widest: WidestPlan, seconds: float) ->
     notes = {"formulation": "cuts", "placement": "first-fit decreasing", "mip_rounds": 0, "cuts": 0,
              "setups_evaluated": 1, "routing_window_rows": widest.routing.window_rows,
              "proof": (f"capacity relaxation: every model at its option of largest capacity fits the cluster, and "
-                       f"the target is slack at its routing LP's optimum (mean TTFT {widest.mean_ttft_ms:.2f} ms), "
-                       "so no plan has higher quality (docs/formulation.md, \"Before the MIP\")")}
+                       f"{widest.proof}, so no plan has higher quality (docs/formulation.md, \"Before the MIP\")")}
     quality = widest.routing.quality
     return build_plan(instance, "exact", widest.setup, widest.placement, widest.routing.shares, quality,
                       SolverReport("optimal", seconds, GAP_FLOOR, quality), notes, sensitivity_of(widest.routing),
