@@ -148,6 +148,7 @@ def test_a_sample_that_guesses_the_capped_models_proves_by_one_transportation_so
                 assert widest.routing.quality_per_rps == pytest.approx(before.routing.quality_per_rps, abs=1e-6)
             plan = solve_exact(instance)
             assert "attain the bound" in plan.notes["proof"] and plan.notes["mip_rounds"] == 0
+            assert plan.solver.bound == widest.bound >= plan.quality - 1e-12  # B(alpha), not the quality
             assert evaluate_plan(instance, plan.to_dict()).consistent
         else:
             other += 1

@@ -52,13 +52,15 @@ AT_CAP = 1e-7  # a model whose share on the sample is this close to its cap coun
 
 @dataclass(frozen=True)
 class WidestPlan:
-    """The widest setup's plan, and why it attains the capacity relaxation's bound (so is optimal), or None."""
+    """The widest setup's plan, and why it attains the capacity relaxation's bound (so is optimal), or None;
+    the bound on Qbar that proves it (at least the plan's quality)."""
 
     setup: Setup
     placement: Placement
     routing: SetupRouting
     mean_ttft_ms: float
     proof: str | None
+    bound: float | None = None
 
     @property
     def attains_bound(self) -> bool:
@@ -109,7 +111,7 @@ def widest_plan(instance: Instance, prompts: Prompts, deadline: float | None = N
     ttft = mean_ttft(pieces, routing.shares)
     slack = ttft < instance.slo_mean_ttft_ms - SLACK_MS
     proof = f"the target is slack at its routing LP's optimum (mean TTFT {ttft:.2f} ms)" if slack else None
-    return WidestPlan(setup, placement, routing, ttft, proof)
+    return WidestPlan(setup, placement, routing, ttft, proof, routing.quality if slack else None)
 
 
 def mean_ttft(pieces: list[SharePieces | None], shares) -> float:
@@ -153,7 +155,7 @@ def capped_optimum(prompts: Prompts, caps: np.ndarray, at_cap: np.ndarray, start
     prices = np.zeros(len(caps))
     prices[pinned] = routing.prices[:-1] - routing.prices[-1]
     bound = capacity_bound(prompts, caps, prices)
-    if np.any(shares > caps + SHARE_TOL) or bound - routing.quality > GAP_FLOOR * max(1.0, abs(routing.quality)):
+    if np.any(shares > caps + SHARE_TOL) or bound - routing.quality > GAP_FLOOR * abs(routing.quality):
         return None
     return CappedOptimum(shares, routing.quality, np.maximum(prices, 0.0), bound, routing.window_rows)
 
@@ -178,7 +180,7 @@ def capped_plan(instance: Instance, setup: Setup, placement: Placement, pieces: 
                            tuple((float(w),) if p else () for p, w in zip(pieces, shares)))
     proof = (f"its shares meet the target (mean TTFT {ttft:.2f} ms) and attain the bound that prices on the caps "
              f"give ({optimum.bound:.9f})")
-    return WidestPlan(setup, placement, routing, ttft, proof)
+    return WidestPlan(setup, placement, routing, ttft, proof, optimum.bound)
 
 
 def deployed_prices(models: int, deployed: list[int], prices: np.ndarray) -> np.ndarray:

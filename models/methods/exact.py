@@ -495,14 +495,13 @@ def widest_plan_in_time(instance: Instance, prompts: Prompts, deadline: float | 
 
 def widest_setup_plan(instance: Instance, widest: WidestPlan, seconds: float) -> Plan:
     """The widest setup's plan, optimal because it attains the capacity relaxation's bound (no MIP is solved):
-    the bound is its own quality, and the gap the least a plan reports."""
+    the bound that proves it, and the gap the least a plan reports."""
     notes = {"formulation": "cuts", "placement": "first-fit decreasing", "mip_rounds": 0, "cuts": 0,
              "setups_evaluated": 1, "routing_window_rows": widest.routing.window_rows,
              "proof": (f"capacity relaxation: every model at its option of largest capacity fits the cluster, and "
                        f"{widest.proof}, so no plan has higher quality (docs/formulation.md, \"Before the MIP\")")}
-    quality = widest.routing.quality
-    return build_plan(instance, "exact", widest.setup, widest.placement, widest.routing.shares, quality,
-                      SolverReport("optimal", seconds, GAP_FLOOR, quality), notes, sensitivity_of(widest.routing),
+    return build_plan(instance, "exact", widest.setup, widest.placement, widest.routing.shares, widest.routing.quality,
+                      SolverReport("optimal", seconds, GAP_FLOOR, widest.bound), notes, sensitivity_of(widest.routing),
                       prices_hint=widest.routing.prices)
 
 
