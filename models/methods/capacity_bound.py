@@ -41,7 +41,7 @@ import numpy as np
 from models.methods.routing import SetupRouting, routing_over, sample_of, window_routing
 from models.methods.window_lp import bound_scales_with_load
 from models.problem.instance import Instance, Model, Option
-from models.problem.latency import SharePieces, option_pieces
+from models.problem.latency import SharePieces, mean_ttft, option_pieces
 from models.problem.setup import Placement, Setup, first_fit_decreasing
 from models.problem.tolerances import GAP_FLOOR, SHARE_TOL
 from models.problem.transport import Prompts, best_routing
@@ -101,21 +101,17 @@ def widest_plan(instance: Instance, prompts: Prompts, deadline: float | None = N
         on_sample = routing_over(instance, setup, sample, center, {}, deadline)  # None: the sample misses the target
         if on_sample is not None:
             center = on_sample.prices[deployed]
-            if mean_ttft(pieces, on_sample.shares) < instance.slo_mean_ttft_ms - SLACK_MS:
-                capped = capped_plan(instance, setup, placement, pieces, over, on_sample, deadline)
+            if mean_ttft(instance, setup, on_sample.shares) < instance.slo_mean_ttft_ms - SLACK_MS:
+                capped = capped_plan(instance, setup, placement, pieces, deployed, over, on_sample, deadline)
                 if capped is not None:
                     return capped
     routing = window_routing(instance, setup, over, center, {}, deadline)
     if routing is None:
         return None
-    ttft = mean_ttft(pieces, routing.shares)
+    ttft = mean_ttft(instance, setup, routing.shares)
     slack = ttft < instance.slo_mean_ttft_ms - SLACK_MS
     proof = f"the target is slack at its routing LP's optimum (mean TTFT {ttft:.2f} ms)" if slack else None
     return WidestPlan(setup, placement, routing, ttft, proof, routing.quality if slack else None)
-
-
-def mean_ttft(pieces: list[SharePieces | None], shares) -> float:
-    return sum(p.contribution(float(w)) for p, w in zip(pieces, shares) if p)
 
 
 def capacity_bound(prompts: Prompts, caps: np.ndarray, prices: np.ndarray) -> float:
@@ -161,10 +157,10 @@ def capped_optimum(prompts: Prompts, caps: np.ndarray, at_cap: np.ndarray, start
 
 
 def capped_plan(instance: Instance, setup: Setup, placement: Placement, pieces: list[SharePieces | None],
-                prompts: Prompts, on_sample: SetupRouting, deadline: float | None) -> WidestPlan | None:
-    """The widest setup's plan from `capped_optimum` over the deployed models' `prompts`, with the models at
+                deployed: list[int], prompts: Prompts, on_sample: SetupRouting,
+                deadline: float | None) -> WidestPlan | None:
+    """The widest setup's plan from `capped_optimum` over the `deployed` models' `prompts`, with the models at
     their caps on the sample, if it attains Qbar and meets the target; else None."""
-    deployed = [k for k, p in enumerate(pieces) if p]
     caps = np.array([pieces[k].max_share for k in deployed])
     at_cap = on_sample.shares[deployed] >= caps - AT_CAP
     optimum = capped_optimum(prompts, caps, at_cap, on_sample.prices[deployed], deadline)
@@ -172,7 +168,7 @@ def capped_plan(instance: Instance, setup: Setup, placement: Placement, pieces: 
         return None
     shares = np.zeros(len(setup))
     shares[deployed] = optimum.shares
-    ttft = mean_ttft(pieces, shares)
+    ttft = mean_ttft(instance, setup, shares)
     if ttft > instance.slo_mean_ttft_ms:
         return None
     routing = SetupRouting(optimum.quality, shares, deployed_prices(len(setup), deployed, optimum.prices),

@@ -24,7 +24,7 @@ import pyomo.environ as pyo
 from models.methods.cut_loop import mip_setup
 from models.methods.exact import build_joint_mip
 from models.problem.instance import Instance
-from models.problem.latency import option_pieces
+from models.problem.latency import mean_ttft
 from models.problem.plan import Infeasible, Plan, SolverReport, build_plan
 from models.problem.published import PublishedRouting
 from models.problem.setup import Placement, Setup
@@ -51,12 +51,6 @@ def fastest_setup(instance: Instance, shares: np.ndarray, within_capacity: bool 
     m.fastest = pyo.Objective(expr=sum(m.contribution[c] for c in m.CHOICES), sense=pyo.minimize,
                               doc="mean TTFT, ms")
     return mip_setup(m) if solve_model(m).has_solution else None
-
-
-def mean_ttft(instance: Instance, setup: Setup, shares: np.ndarray) -> float:
-    """The predicted mean TTFT of these shares on this setup; infinite when a model cannot carry its share."""
-    return sum(option_pieces(instance, model, option).contribution(share)
-               for model, option, share in zip(instance.models, setup, shares) if option is not None)
 
 
 def solve_quality_greedy(instance: Instance) -> Plan:

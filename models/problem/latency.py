@@ -86,6 +86,13 @@ def option_pieces(instance: Instance, model: Model, option: Option) -> SharePiec
     return share_pieces(curve, instance.arrival_rate_rps, instance.capacity_rps(curve))
 
 
+def mean_ttft(instance: Instance, setup, shares) -> float:
+    """The predicted mean TTFT of these shares on this setup (an option or None per model); infinite when a
+    model cannot carry its share."""
+    return sum(option_pieces(instance, model, option).contribution(float(share))
+               for model, option, share in zip(instance.models, setup, shares) if option is not None)
+
+
 def latency_ms(curve: Curve, rate_rps: float) -> float:
     """L(rate): mean TTFT interpolated between profiled loads, flat below the first, infinite above r_K."""
     if rate_rps > curve.max_rate_rps * (1 + CAPACITY_TOL):
